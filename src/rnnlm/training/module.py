@@ -1,0 +1,146 @@
+"""The LightningModule: where a plain language model meets the token stream.
+
+Truncated BPTT is done by hand (Lightning 2 has none): the hidden state is carried on the module from
+one window to the next, detached each step, one state per stage, reset at the start of each epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import Tensor
+
+from rnnlm.checkpoint import FORMAT
+from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
+from rnnlm.models import detach_hidden, num_parameters
+from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
+
+STAGES = ("train", "val", "test")
+
+
+class LMModule(L.LightningModule):
+    """Trains `model` (built from its plain config dict) with mean per-token cross-entropy.
+
+    Every constructor argument but `tokenizer` is a plain container, so checkpoints load with
+    `torch.load(weights_only=True)`; the tokenizer is stored beside them as a plain dict.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optim: dict,
+        vocab_size: int,
+        scheduler: dict | None = None,
+        tokenizer: Tokenizer | None = None,
+        config: dict | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["tokenizer", "config"], logger=False)
+        self.model = instantiate(model, vocab_size=vocab_size)
+        self.tokenizer = tokenizer
+        self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
+        self.char_level = tokenizer is not None and tokenizer.kind == "char"
+        self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
+        self.hidden: dict[str, Any] = dict.fromkeys(STAGES)
+        self.best_val_loss = math.inf
+
+    @property
+    def num_parameters(self) -> int:
+        return num_parameters(self.model)
+
+    # -- the step ------------------------------------------------------------------------------------
+    def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        x, y = batch  # (B, T) inputs and targets
+        logits, hidden = self.model(x, self.hidden[stage])  # (B, T, V)
+        self.hidden[stage] = detach_hidden(hidden)
+        nll_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
+        n = y.numel()
+        self.mean_loss[f"{stage}_"].update(nll_sum, n)
+        return nll_sum, n
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        nll_sum, n = self._step("train", batch)
+        loss = nll_sum / n
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/ppl", loss.detach().exp(), prog_bar=True)
+        if self.char_level:
+            self.log("train/bpc", loss.detach() / LN2)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step("val", batch)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._step("test", batch)
+
+    # -- epoch boundaries: reset the carried state, log split-level metrics --------------------------
+    def on_train_epoch_start(self) -> None:
+        self.hidden["train"] = None
+        self.mean_loss["train_"].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.hidden["val"] = None
+        self.mean_loss["val_"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.hidden["test"] = None
+        self.mean_loss["test_"].reset()
+
+    def _log_split(self, stage: str) -> float:
+        loss = float(self.mean_loss[f"{stage}_"].compute())  # summed over batches and ranks
+        self.mean_loss[f"{stage}_"].reset()
+        self.log(f"{stage}/loss", loss, prog_bar=stage == "val")
+        self.log(f"{stage}/ppl", perplexity(loss), prog_bar=stage == "val")
+        if self.char_level:
+            self.log(f"{stage}/bpc", loss / LN2)
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self._log_split("val")
+        if not self.trainer.sanity_checking:
+            self.best_val_loss = min(self.best_val_loss, loss)
+        if math.isfinite(self.best_val_loss):
+            # The metric shown next to the hyperparameters in TensorBoard's HPARAMS tab.
+            self.log("val/best_ppl", perplexity(self.best_val_loss))
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split("test")
+
+    # -- optimisation --------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optim, params=self.parameters())
+        sched_cfg = dict(self.hparams.scheduler or {})
+        if not sched_cfg:
+            return optimizer
+        interval = sched_cfg.pop("interval", "epoch")
+        monitor = sched_cfg.pop("monitor", "val/loss")
+        if sched_cfg.get("T_max", "unset") is None:  # cosine over the whole run
+            sched_cfg["T_max"] = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = instantiate(sched_cfg, optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor},
+        }
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
+
+    # -- checkpoints carry everything needed to use the model without the config ---------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rnnlm"] = {
+            "format": FORMAT,
+            "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
+            "config": self.config,
+            "best_val_loss": self.best_val_loss,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("rnnlm", {})
+        if meta.get("tokenizer"):
+            self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
+        self.best_val_loss = meta.get("best_val_loss", math.inf)

@@ -1,0 +1,16 @@
+"""Train a language model: `python src/train.py model=lstm optim=sgd` (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlm.cli import run_task
+from rnnlm.training.run import train
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    return run_task(train, cfg)
+
+
+if __name__ == "__main__":
+    main()
