@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnlm.cli import run_task
+from rnnlm.cli import prepare_argv, run_task
 from rnnlm.training.run import train
 
 
@@ -13,4 +13,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    prepare_argv()
     main()

@@ -26,7 +26,9 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def _user_message(err: BaseException) -> str | None:
     """The one-line message for an error the user can fix, or None for a bug (which keeps its traceback)."""
-    if isinstance(err, InstantiationException) and isinstance(err.__cause__, ValueError | TypeError):
+    if isinstance(err, InstantiationException) and isinstance(
+        err.__cause__, ValueError | TypeError
+    ):
         err = err.__cause__
     if isinstance(err, UserError | ValueError | OmegaConfBaseException):
         return " ".join(str(err).split())
@@ -52,11 +54,19 @@ def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         sys.exit(2)
 
 
+def prepare_argv() -> None:
+    """Rewrite sys.argv before Hydra reads it (resume runs in the resumed run's folder)."""
+    from rnnlm.training.resume import resume_argv
+
+    sys.argv[1:] = resume_argv(sys.argv[1:])
+
+
 def hydra_entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
     """A console-script entry point running `task` under @hydra.main with the repo's conf/."""
     import hydra
 
     def main() -> Any:
+        prepare_argv()
         return hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(
             lambda cfg: run_task(task, cfg)
         )()

@@ -48,6 +48,10 @@ class LMModule(L.LightningModule):
         self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
         self.hidden: dict[str, Any] = dict.fromkeys(STAGES)
         self.best_val_loss = math.inf
+        self.tokens_seen = (
+            0  # training target tokens over the whole run, all ranks (kept on resume)
+        )
+        self.tokens_trained_here = 0  # ... in this process's lifetime, for throughput
 
     @property
     def num_parameters(self) -> int:
@@ -66,6 +70,8 @@ class LMModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, n = self._step("train", batch)
         loss = nll_sum / n
+        self.tokens_seen += n * self.trainer.world_size
+        self.tokens_trained_here += n * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/ppl", loss.detach().exp(), prog_bar=True)
         if self.char_level:
@@ -107,6 +113,7 @@ class LMModule(L.LightningModule):
         if math.isfinite(self.best_val_loss):
             # The metric shown next to the hyperparameters in TensorBoard's HPARAMS tab.
             self.log("val/best_ppl", perplexity(self.best_val_loss))
+        self.log("train/tokens_seen", float(self.tokens_seen))
 
     def on_test_epoch_end(self) -> None:
         self._log_split("test")
@@ -137,6 +144,7 @@ class LMModule(L.LightningModule):
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
             "config": self.config,
             "best_val_loss": self.best_val_loss,
+            "tokens_seen": self.tokens_seen,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -144,3 +152,4 @@ class LMModule(L.LightningModule):
         if meta.get("tokenizer"):
             self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
         self.best_val_loss = meta.get("best_val_loss", math.inf)
+        self.tokens_seen = meta.get("tokens_seen", 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlm.errors import UserError
+from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
+from rnnlm.training.record import RunRecord
+from rnnlm.training.resume import find_resume, load_run_config
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,11 @@ def run_name(overrides: list[str]) -> str:
     return re.sub(r"[^\w=,.+\-]", "_", name)[:200]
 
 
-def _hydra_overrides() -> list[str]:
+def _run_overrides(out_dir: Path) -> list[str]:
+    """The overrides the run was started with (read back from its folder when it is resumed)."""
+    saved = out_dir / ".hydra" / "overrides.yaml"
+    if saved.is_file():
+        return [str(o) for o in OmegaConf.load(saved)]
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
@@ -60,7 +68,9 @@ def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
 def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The run's hyperparameters as flat scalars for TensorBoard's HPARAMS tab."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    keep = {k: resolved[k] for k in ("data", "model", "optim", "scheduler", "seed") if k in resolved}
+    keep = {
+        k: resolved[k] for k in ("data", "model", "optim", "scheduler", "seed") if k in resolved
+    }
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:
@@ -69,17 +79,41 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
                 if k != "_target_":
                     walk(f"{prefix}{k}/" if prefix or k else k, v)
         else:
-            flat[prefix.rstrip("/")] = node if isinstance(node, int | float | str | bool) else str(node)
+            flat[prefix.rstrip("/")] = (
+                node if isinstance(node, int | float | str | bool) else str(node)
+            )
 
     walk("", keep)
     return flat
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit, test the best checkpoint, print a summary; return the best validation perplexity."""
-    check_launch(cfg)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    """Fit, test the best checkpoint, print a summary; return the best validation perplexity.
 
+    With `resume=<run folder | checkpoint | latest>` the run continues from its last checkpoint with
+    its own config, in its own folder and TensorBoard run.
+    """
+    check_launch(cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("resume"):
+        run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
+        cfg = load_run_config(run_dir, cfg)
+        log.info("resuming %s from %s", run_dir, ckpt_path)
+    out_dir = Path(cfg.paths.output_dir)
+    name = run_name(_run_overrides(out_dir))
+    record = RunRecord(out_dir, name)
+    try:
+        best_val_ppl = _fit_and_test(cfg, ckpt_path, name, record)
+    except BaseException as err:
+        record.update(
+            status="failed" if isinstance(err, Exception) else "interrupted", error=str(err)[:500]
+        )
+        raise
+    return best_val_ppl
+
+
+def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: RunRecord) -> float:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     tokenizer = datamodule.load()
 
@@ -93,36 +127,50 @@ def train(cfg: DictConfig) -> float:
         config=config,
     )
     log.info("model: %s, %s parameters", cfg.model.cell, f"{module.num_parameters:,}")
+    record.update(num_parameters=module.num_parameters)
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers: list[Logger] = []
     for lg in (cfg.get("logger") or {}).values():
         if lg is None or "_target_" not in lg:
             continue
-        extra = {"version": run_name(_hydra_overrides())} if "version" in lg and lg.version is None else {}
+        extra = {"version": name} if "version" in lg and lg.version is None else {}
         loggers.append(instantiate(lg, **extra))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
-    for lg in loggers:
-        if isinstance(lg, TensorBoardLogger):
-            lg.log_hyperparams(_flat_hparams(cfg), metrics={"val/best_ppl": math.nan})
-        else:
-            lg.log_hyperparams(_flat_hparams(cfg))
+    if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
+        for lg in loggers:
+            metrics = {"val/best_ppl": math.nan} if isinstance(lg, TensorBoardLogger) else None
+            lg.log_hyperparams(_flat_hparams(cfg), metrics=metrics)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    train_time = time.perf_counter() - t0
 
-    best_val_ppl = math.exp(min(module.best_val_loss, 700.0))
+    best_val_ppl = perplexity(module.best_val_loss)
     test_ppl = math.nan
-    if cfg.get("test", True) and trainer.state.status.value == "finished":
+    finished = trainer.state.status.value == "finished" and not trainer.interrupted
+    if cfg.get("test", True) and finished:
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
         if results:
             test_ppl = results[0].get("test/ppl", math.nan)
+    record.update(
+        status="finished" if finished else "interrupted",
+        best_val_ppl=best_val_ppl,
+        test_ppl=test_ppl,
+        tokens_seen=module.tokens_seen,
+        tokens_per_sec=module.tokens_trained_here / train_time if train_time > 0 else math.nan,
+        epochs=trainer.current_epoch,
+        steps=trainer.global_step,
+    )
     _print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
 
 
-def _print_summary(cfg: DictConfig, trainer: L.Trainer, best_val_ppl: float, test_ppl: float) -> None:
+def _print_summary(
+    cfg: DictConfig, trainer: L.Trainer, best_val_ppl: float, test_ppl: float
+) -> None:
     if trainer.global_rank != 0:
         return
     out = Path(cfg.paths.output_dir)
@@ -135,5 +183,7 @@ def _print_summary(cfg: DictConfig, trainer: L.Trainer, best_val_ppl: float, tes
         lines.append(f"best val bpc:        {math.log2(best_val_ppl):.4f}")
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         lines.append(f"best checkpoint:     {trainer.checkpoint_callback.best_model_path}")
-    lines.append(f"look at the run:     tensorboard --logdir {out / 'tensorboard'} --host 127.0.0.1")
+    lines.append(
+        f"look at the run:     tensorboard --logdir {out / 'tensorboard'} --host 127.0.0.1"
+    )
     print("\n".join(lines), flush=True)
