@@ -80,4 +80,18 @@ def _train(cfg: DictConfig) -> float:
     return train(cfg)
 
 
+def _evaluate(cfg: DictConfig) -> dict:
+    from rnnlm.evaluate import evaluate
+
+    return evaluate(cfg)
+
+
+def _generate(cfg: DictConfig) -> list[str]:
+    from rnnlm.generate import generate
+
+    return generate(cfg)
+
+
 train_cli = hydra_entry(_train, "train")
+eval_cli = hydra_entry(_evaluate, "eval")
+generate_cli = hydra_entry(_generate, "generate")

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
 from rnnlm.checkpoint import load_checkpoint
+from rnnlm.data.layout import windows
 from rnnlm.data.tokenizers import EOS, Tokenizer, tokenizer_from_dict
 from rnnlm.sampling import next_token
 
@@ -115,6 +117,25 @@ class LanguageModel:
         if was_training:
             self.model.train()
         return prompt + self.tokenizer.decode(all_ids)[len(prefix) :]
+
+    @torch.no_grad()
+    def evaluate_stream(self, ids: torch.Tensor, batch_size: int, bptt: int) -> tuple[float, int]:
+        """(summed cross-entropy in nats, tokens scored) over a token stream laid out as in training:
+        `batch_size` contiguous columns read in windows of `bptt`, hidden state carried across windows."""
+        was_training = self.model.training
+        self.model.eval()
+        data = windows(ids, batch_size, bptt)
+        hidden, nll, count = None, 0.0, 0
+        for i in range(len(data)):
+            x, y = (t.to(self.device) for t in data[i])  # (B, T)
+            logits, hidden = self.model(x, hidden)
+            nll += float(
+                F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
+            )
+            count += y.numel()
+        if was_training:
+            self.model.train()
+        return nll, count
 
     @torch.no_grad()
     def score(self, text: str) -> Score:

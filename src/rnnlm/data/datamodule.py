@@ -85,9 +85,13 @@ class LMDataModule(L.LightningDataModule):
             {s: len(ids[s]) for s in SPLITS},
             " (token cache hit)" if hit else f" (tokenised, cached under {self.cache.root / key})",
         )
-        for split in SPLITS:
-            check_fits(len(ids[split]), self._split_batch(split), self.bptt, split)
         return tok
+
+    def check_layout(self, splits: tuple[str, ...] = SPLITS) -> None:
+        """Fail early, with the sizes, if a split is too short for its batch layout."""
+        self.load()
+        for split in splits:
+            check_fits(len(self.ids[split]), self._split_batch(split), self.bptt, split)
 
     def _tokenize(self, corpus: Corpus) -> tuple[Tokenizer, dict[str, np.ndarray], dict]:
         texts = {s: corpus.read(s) for s in SPLITS}

@@ -116,6 +116,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     tokenizer = datamodule.load()
+    datamodule.check_layout()
 
     config = OmegaConf.to_container(cfg, resolve=True)
     module = LMModule(
