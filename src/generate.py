@@ -3,14 +3,16 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnlm.cli import run_task
-from rnnlm.generate import generate
+from rnnlm.cli import prepare_argv, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> list[str]:
+    from rnnlm.generate import generate  # heavy (torch, Lightning): after the config is checked
+
     return run_task(generate, cfg)
 
 
 if __name__ == "__main__":
+    prepare_argv("generate")
     main()

@@ -54,11 +54,28 @@ def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         sys.exit(2)
 
 
-def prepare_argv() -> None:
-    """Rewrite sys.argv before Hydra reads it (resume runs in the resumed run's folder)."""
-    from rnnlm.training.resume import resume_argv
+def prepare_argv(config_name: str = "train") -> None:
+    """Before Hydra reads sys.argv: point a resumed run at its own folder, then validate the overrides so
+    a bad command stops at once with one line (and leaves nothing in outputs/).
 
-    sys.argv[1:] = resume_argv(sys.argv[1:])
+    Commands with Hydra flags (-m, --cfg, --help, ...) are validated per job instead.
+    """
+    from rnnlm.config_check import validate_overrides
+
+    args = sys.argv[1:]
+    if config_name == "train":
+        from rnnlm.training.resume import resume_argv
+
+        args = sys.argv[1:] = resume_argv(args)
+    if any(a.startswith("-") for a in args):
+        return
+    try:
+        validate_overrides(config_name, CONF_DIR, args)
+    except UserError as err:
+        if os.environ.get("RNNLM_DEBUG"):
+            raise
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def hydra_entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:
@@ -66,7 +83,7 @@ def hydra_entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable
     import hydra
 
     def main() -> Any:
-        prepare_argv()
+        prepare_argv(config_name)
         return hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(
             lambda cfg: run_task(task, cfg)
         )()

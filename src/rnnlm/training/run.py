@@ -16,6 +16,8 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlm.cli import CONF_DIR
+from rnnlm.config_check import validate_overrides
 from rnnlm.errors import UserError
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
@@ -48,9 +50,20 @@ def _is_multirun() -> bool:
 
 
 def check_launch(cfg: DictConfig) -> None:
-    """Refuse subprocess DDP inside a Hydra multirun: every rank would re-run the whole sweep."""
+    """Refuse subprocess DDP inside a Hydra multirun: every rank would re-run the whole sweep.
+
+    Allowed in a task that srun started (hydra/launcher=slurm, tasks_per_node = GPUs): SLURM starts
+    one process per rank, each runs this one job, and Lightning takes the ranks from SLURM.
+    """
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
     strategy = str(cfg.trainer.get("strategy", "auto"))
-    if _is_multirun() and strategy.startswith("ddp") and "spawn" not in strategy:
+    if (
+        _is_multirun()
+        and strategy.startswith("ddp")
+        and "spawn" not in strategy
+        and not SLURMEnvironment.detect()
+    ):
         raise UserError(
             f"trainer.strategy={strategy} inside a multirun (-m) would make every rank re-run the whole "
             "sweep: run multi-process jobs one at a time without -m, or use trainer.strategy=ddp_spawn, "
@@ -94,6 +107,8 @@ def train(cfg: DictConfig) -> float:
     its own config, in its own folder and TensorBoard run.
     """
     check_launch(cfg)
+    if _is_multirun():  # single runs were checked before Hydra started (rnnlm.cli.prepare_argv)
+        validate_overrides("train", CONF_DIR, list(HydraConfig.get().overrides.task))
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume"):
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)

@@ -1,0 +1,277 @@
+"""Config validation before anything runs: misspelt keys, wrong types and impossible values.
+
+The schema of each config group is the group option's own YAML: every key a user may set is there with a
+default of the right type. A key the command line adds (with `+`, which Hydra accepts silently) must be a
+parameter of the node's `_target_` (e.g. a Trainer argument), else it is a typo and the closest valid key
+is suggested. Values are checked against the rules below. This module imports neither torch nor
+Lightning unless a `+` key needs a signature, so a rejected command stops in about a second, before Hydra
+creates an output folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from rnnlm.errors import UserError
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return _num(v) and v > 0
+
+
+def _at_least(n: int) -> Callable[[Any], bool]:
+    return lambda v: _num(v) and v >= n
+
+
+def _unit_interval(v: Any) -> bool:
+    return _num(v) and 0 <= v < 1
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+# Impossible values: dotted key -> (check, rule in words).
+RULES: dict[str, Rule] = {
+    "optim.lr": (_positive, "must be > 0"),
+    "optim.weight_decay": (_at_least(0), "must be >= 0"),
+    "optim.momentum": (_unit_interval, "must be in [0, 1)"),
+    "model.dropout": (_unit_interval, "must be in [0, 1)"),
+    "model.embedding_dim": (_at_least(1), "must be an integer >= 1"),
+    "model.hidden_dim": (_at_least(1), "must be an integer >= 1"),
+    "model.num_layers": (_at_least(1), "must be an integer >= 1"),
+    "data.batch_size": (_at_least(1), "must be an integer >= 1"),
+    "data.bptt": (_at_least(1), "must be an integer >= 1"),
+    "data.eval_batch_size": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
+    "data.min_freq": (_at_least(1), "must be an integer >= 1"),
+    "data.max_vocab": (
+        _optional(_at_least(3)),
+        "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)",
+    ),
+    "trainer.max_epochs": (
+        lambda v: _num(v) and (v >= 1 or v == -1),
+        "must be >= 1 (or -1 for no limit)",
+    ),
+    "trainer.gradient_clip_val": (_optional(_at_least(0)), "must be >= 0 or null"),
+    "seed": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "must be an integer >= 0",
+    ),
+}
+# Keys of a node that are not arguments of its `_target_` but are read by rnnlm itself.
+EXTRA_KEYS = {"scheduler": {"interval", "monitor"}, "trainer": {"detect_nonfinite"}}
+
+
+def _fail(key: str, value: Any, rule: str) -> UserError:
+    return UserError(f"config: {key}={_show(value)} {rule}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=False)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}{k}.")
+    else:
+        yield prefix.rstrip("."), node
+
+
+def _get(tree: dict, key: str) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+_ABSENT = object()
+
+
+def _signature_params(target: str) -> set[str] | None:
+    """Parameter names of a `_target_` callable, or None if it takes **kwargs or cannot be found."""
+    module, _, name = target.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+        params = inspect.signature(obj).parameters.values()
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def _suggest(word: str, options: set[str], prefix: str) -> str:
+    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    return (
+        f"; did you mean {prefix}{close[0]}?"
+        if close
+        else f"; valid keys: {', '.join(sorted(options))}"
+    )
+
+
+def _check_added_key(key: str, value: Any, base: dict) -> None:
+    """A key present in the composed config but not in the defaults: valid only as a target's argument."""
+    parts = key.split(".")
+    # Find the deepest existing node of the defaults that contains the new key.
+    for depth in range(len(parts) - 1, -1, -1):
+        parent_key = ".".join(parts[:depth])
+        parent = base if not parent_key else _get(base, parent_key)
+        if isinstance(parent, dict):
+            break
+    name = parts[depth]
+    known = {k for k in parent if not k.startswith("_")}
+    target = parent.get("_target_") if isinstance(parent, dict) else None
+    if target and depth == len(parts) - 1:
+        params = _signature_params(target)
+        if params is None or name in params:
+            return
+        known |= params - {
+            "self",
+            "params",
+            "optimizer",
+            "vocab_size",
+            "tokenizer_state",
+            "callbacks",
+            "logger",
+        }
+    where = parent_key or "the top level"
+    prefix = f"{parent_key}." if parent_key else ""
+    raise UserError(
+        f"config: {key}={_show(value)} is not a known key of {where}"
+        + _suggest(name, known | EXTRA_KEYS.get(parent_key, set()), prefix)
+    )
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if default is None or value is None or isinstance(default, str) and default.startswith("${"):
+        return True
+    if isinstance(value, str) and value.startswith("${"):
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return _num(value)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return isinstance(value, type(default))
+
+
+def _kind_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def check(cfg: DictConfig, defaults: DictConfig) -> None:
+    """Compare the composed config with the same config before the user's key overrides."""
+    full = OmegaConf.to_container(cfg, resolve=False)
+    base = OmegaConf.to_container(defaults, resolve=False)
+    full.pop("hydra", None)
+    base.pop("hydra", None)
+    for key, value in _leaves(full):
+        if value == "???":
+            raise UserError(f"config: {key} is required: pass {key}=<value>")
+        default = _get(base, key)
+        if default is _ABSENT:
+            _check_added_key(key, value, base)
+        elif not _same_kind(default, value):
+            raise UserError(
+                f"config: {key}={_show(value)} has the wrong type: expected {_kind_name(default)} "
+                f"(the default is {_show(default)})"
+            )
+    for key, (ok, rule) in RULES.items():
+        value = _get(full, key)
+        if value is _ABSENT or (isinstance(value, str) and value.startswith("${")):
+            continue
+        if isinstance(value, float) and math.isnan(value) or not ok(value):
+            raise _fail(key, value, rule)
+    model = full.get("model") or {}
+    if model.get("tie_weights") and model.get("embedding_dim") != model.get("hidden_dim"):
+        raise UserError(
+            f"config: model.tie_weights=true needs model.embedding_dim == model.hidden_dim "
+            f"(got {model.get('embedding_dim')} and {model.get('hidden_dim')}): set them equal or "
+            "model.tie_weights=false"
+        )
+
+
+def _defaults_overrides(overrides: list[str]) -> list[str]:
+    """The overrides that choose group options or set top-level values: the user's 'schema'."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keep = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.key_or_group
+        if o.is_add() or o.is_delete():
+            continue
+        if "." not in key or key.startswith("hydra.") or "/" in key:
+            keep.append(o.input_line)
+    return keep
+
+
+def _composition_error(
+    err: Exception, config_name: str, conf_dir: str, overrides: list[str]
+) -> UserError:
+    """Hydra's multi-line composition errors as one line, with the closest key for a misspelling."""
+    text = str(err)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if first.startswith("Could not override '"):
+        key = first.split("'")[1]
+        base = _compose(config_name, conf_dir, _defaults_overrides(overrides))
+        try:
+            _check_added_key(key, "?", OmegaConf.to_container(base, resolve=False))
+        except UserError as typo:
+            value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "?")
+            return UserError(str(typo).replace(f"{key}='?'", f"{key}={value}"))
+    if "Could not find" in first and "Available options" in text:
+        options = [line.strip() for line in text.split("Available options", 1)[1].splitlines()[1:]]
+        options = [
+            o for o in options if o and not o.startswith(("Config search path", "provider="))
+        ]
+        return UserError(
+            f"config: {first.split(': ', 1)[-1]}; available options: {', '.join(options)}"
+        )
+    return UserError(f"config: {' '.join(text.split())}")
+
+
+def _compose(config_name: str, conf_dir: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    was = GlobalHydra.instance().is_initialized()
+    if was:
+        return compose(config_name, overrides=overrides)
+    with initialize_config_dir(conf_dir, version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) -> None:
+    """Compose `config_name` with and without the user's key overrides and check the difference."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = _compose(config_name, conf_dir, overrides)
+        defaults = _compose(config_name, conf_dir, _defaults_overrides(overrides))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _composition_error(err, config_name, conf_dir, overrides) from None
+    check(cfg, defaults)
