@@ -61,6 +61,11 @@ RULES: dict[str, Rule] = {
         _optional(_at_least(3)),
         "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)",
     ),
+    "data.encoding_errors": (
+        lambda v: v in ("strict", "replace", "ignore"),
+        "must be strict, replace or ignore",
+    ),
+    "data.tokenizer": (lambda v: v in ("char", "word"), "must be char or word"),
     "trainer.max_epochs": (
         lambda v: _num(v) and (v >= 1 or v == -1),
         "must be >= 1 (or -1 for no limit)",

@@ -388,8 +388,9 @@ def table(report: Report) -> str:
 
 def summary_lines(report: Report) -> list[str]:
     """Counts by status, the best job, Optuna's best parameters."""
+    order = ["finished", "running", "interrupted", "failed", NOT_STARTED]
     counts: dict[str, int] = {}
-    for j in report.jobs:
+    for j in sorted(report.jobs, key=lambda j: order.index(j.status) if j.status in order else 99):
         counts[j.status] = counts.get(j.status, 0) + 1
     lines = [f"{len(report.jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items())]
     best = report.best

@@ -38,6 +38,7 @@ class LMDataModule(L.LightningDataModule):
         max_vocab: int | None = None,
         cache_dir: str = "~/.cache/rnnlm",
         tokenizer_state: dict | None = None,
+        encoding_errors: str = "strict",
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -53,6 +54,7 @@ class LMDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.min_freq = min_freq
         self.max_vocab = max_vocab
+        self.encoding_errors = encoding_errors
         self.cache = TokenCache(cache_dir)
         self._given_tokenizer = tokenizer_from_dict(tokenizer_state) if tokenizer_state else None
         self.tokenizer: Tokenizer | None = None
@@ -65,7 +67,7 @@ class LMDataModule(L.LightningDataModule):
         """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
         if self.tokenizer is not None:
             return self.tokenizer
-        corpus = load_corpus(self.path)
+        corpus = load_corpus(self.path, self.encoding_errors)
         if self._given_tokenizer is not None:
             spec = {"vocab": cache_key("", self._given_tokenizer.to_dict())}
         else:

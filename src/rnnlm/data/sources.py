@@ -44,13 +44,12 @@ class Corpus:
 
     name: str
     files: dict[str, tuple[Path, ...]]
-    clean: bool = (
-        False  # normalise Windows line ends and join the files of a split with a blank line
-    )
+    clean: bool = False  # normalise Windows line ends (the bundled plays)
+    encoding_errors: str = "strict"  # strict | replace | ignore (Python's codec error handlers)
 
     @property
     def fingerprint(self) -> str:
-        h = hashlib.sha256(f"{self.name}|{self.clean}".encode())
+        h = hashlib.sha256(f"{self.name}|{self.clean}|{self.encoding_errors}".encode())
         for split in SPLITS:
             for path in self.files[split]:
                 st = path.stat()
@@ -58,7 +57,7 @@ class Corpus:
         return h.hexdigest()[:16]
 
     def read(self, split: str) -> str:
-        texts = [_read_text(p) for p in self.files[split]]
+        texts = [_read_text(p, self.encoding_errors) for p in self.files[split]]
         if self.clean:
             texts = [t.replace("\r\n", "\n").strip() + "\n" for t in texts]
         text = "\n".join(texts)
@@ -69,13 +68,23 @@ class Corpus:
         return text
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, errors: str = "strict") -> str:
     data = path.read_bytes()
+    nul = data.find(b"\x00", 0, 1 << 20)
+    if nul >= 0:
+        raise CorpusError(
+            f"{path} looks like a binary file (NUL byte at offset {nul}): a corpus split must be UTF-8 text"
+        )
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
         raise CorpusError(
-            f"{path} is not valid UTF-8 (byte offset {err.start}): convert it to UTF-8"
+            f"{path} is not valid UTF-8 (byte offset {err.start}): convert it to UTF-8, "
+            "or set data.encoding_errors=replace to read it with U+FFFD for the bad bytes"
+        ) from None
+    except LookupError:
+        raise CorpusError(
+            f"data.encoding_errors={errors} is not a codec error handler: use strict, replace or ignore"
         ) from None
 
 
@@ -103,7 +112,7 @@ def load_shakespeare() -> Corpus:
     return Corpus("shakespeare", files, clean=True)
 
 
-def load_text_folder(path: str | Path) -> Corpus:
+def load_text_folder(path: str | Path, encoding_errors: str = "strict") -> Corpus:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise CorpusError(
@@ -115,9 +124,11 @@ def load_text_folder(path: str | Path) -> Corpus:
         raise CorpusError(
             f"data.path={path} lacks {', '.join(missing)}: a corpus folder needs train.txt, valid.txt and test.txt"
         )
-    return Corpus(folder.resolve().name, {s: (p,) for s, p in files.items()})
+    return Corpus(
+        folder.resolve().name, {s: (p,) for s, p in files.items()}, encoding_errors=encoding_errors
+    )
 
 
-def load_corpus(path: str | Path | None) -> Corpus:
+def load_corpus(path: str | Path | None, encoding_errors: str = "strict") -> Corpus:
     """`path=None` is the bundled Shakespeare corpus; otherwise a folder with train/valid/test.txt."""
-    return load_shakespeare() if path in (None, "") else load_text_folder(path)
+    return load_shakespeare() if path in (None, "") else load_text_folder(path, encoding_errors)

@@ -17,10 +17,15 @@ from torch import Tensor
 
 from rnnlm.checkpoint import FORMAT
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
+from rnnlm.errors import UserError
 from rnnlm.models import detach_hidden, num_parameters
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
 
 STAGES = ("train", "val", "test")
+
+
+class NonFiniteError(UserError):
+    """The loss or the gradients became inf/NaN (trainer.detect_nonfinite=true)."""
 
 
 class LMModule(L.LightningModule):
@@ -38,6 +43,7 @@ class LMModule(L.LightningModule):
         scheduler: dict | None = None,
         tokenizer: Tokenizer | None = None,
         config: dict | None = None,
+        detect_nonfinite: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "config"], logger=False)
@@ -70,6 +76,8 @@ class LMModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         nll_sum, n = self._step("train", batch)
         loss = nll_sum / n
+        if self.hparams.detect_nonfinite and not torch.isfinite(loss):
+            raise NonFiniteError(self._nonfinite_message(f"non-finite loss ({float(loss)})"))
         self.tokens_seen += n * self.trainer.world_size
         self.tokens_trained_here += n * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
@@ -136,6 +144,23 @@ class LMModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.log("train/lr", optimizer.param_groups[0]["lr"])
+        if self.hparams.detect_nonfinite:
+            # A finite loss can still give inf/nan gradients; stepping on them would poison the weights
+            # and the next checkpoint. One fused norm over all gradients is cheap next to the step.
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True)):
+                raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
+
+    def _nonfinite_message(self, what: str) -> str:
+        ckpt = self.trainer.checkpoint_callback
+        last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "") or ""
+        fix = "lower optim.lr or keep trainer.gradient_clip_val on"
+        good = (
+            f"the last good checkpoint is {last} ({fix}, then resume from it)"
+            if last
+            else f"no checkpoint was written yet ({fix})"
+        )
+        return f"{what} at step {self.global_step}: training stopped before the weights were changed; {good}"
 
     # -- checkpoints carry everything needed to use the model without the config ---------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

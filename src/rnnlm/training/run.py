@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlm.cli import CONF_DIR
 from rnnlm.config_check import validate_overrides
 from rnnlm.errors import UserError
+from rnnlm.training.checkpoint_io import AtomicCheckpointIO
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
@@ -134,6 +135,8 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     datamodule.check_layout()
 
     config = OmegaConf.to_container(cfg, resolve=True)
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    detect_nonfinite = bool(trainer_cfg.pop("detect_nonfinite", True))
     module = LMModule(
         model=config["model"],
         optim=config["optim"],
@@ -141,6 +144,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         vocab_size=tokenizer.vocab_size,
         tokenizer=tokenizer,
         config=config,
+        detect_nonfinite=detect_nonfinite,
     )
     log.info("model: %s, %s parameters", cfg.model.cell, f"{module.num_parameters:,}")
     record.update(num_parameters=module.num_parameters)
@@ -152,7 +156,9 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
             continue
         extra = {"version": name} if "version" in lg and lg.version is None else {}
         loggers.append(instantiate(lg, **extra))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
 
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
         for lg in loggers:
