@@ -24,7 +24,7 @@ T = TypeVar("T")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def _user_message(err: BaseException) -> str | None:
+def user_message(err: BaseException) -> str | None:
     """The one-line message for an error the user can fix, or None for a bug (which keeps its traceback)."""
     if isinstance(err, InstantiationException) and isinstance(
         err.__cause__, ValueError | TypeError
@@ -44,7 +44,7 @@ def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     try:
         return fn(cfg)
     except Exception as err:
-        msg = _user_message(err)
+        msg = user_message(err)
         if msg is None or os.environ.get("RNNLM_DEBUG"):
             raise
         if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from rnnlm.data.cache import TokenCache, cache_key
 from rnnlm.data.layout import Windows, check_fits, shard, windows
@@ -16,7 +17,23 @@ from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenize
 
 log = logging.getLogger(__name__)
 
-STAGE_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+
+class StartAt(Sampler[int]):
+    """Indices 0..n-1 in order; the first pass starts at `start` (resuming mid-epoch), later ones at 0.
+
+    `len` stays n so Lightning's batch counters, restored from the checkpoint, end the epoch where the
+    uninterrupted run would have.
+    """
+
+    def __init__(self, n: int, start: int = 0) -> None:
+        self.n, self.start = n, start
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0
+        return iter(range(start, self.n))
 
 
 class LMDataModule(L.LightningDataModule):
@@ -61,6 +78,7 @@ class LMDataModule(L.LightningDataModule):
         self.ids: dict[str, np.ndarray] = {}
         self.meta: dict = {}
         self.windows: dict[str, Windows] = {}
+        self._train_start = 0
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> Tokenizer:
@@ -149,12 +167,24 @@ class LMDataModule(L.LightningDataModule):
                 stream = shard(stream, rank, world)
             self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
 
-    def _loader(self, split: str) -> DataLoader:
-        # batch_size=None: each item already is a (B, T) window; order matters, so never shuffle.
-        return DataLoader(self.windows[split], batch_size=None, shuffle=False)
+    def resume_train_at(self, window: int) -> None:
+        """The next pass over the training split starts at `window` (resuming mid-epoch)."""
+        self._train_start = window
+
+    def _loader(self, split: str, start: int = 0) -> DataLoader:
+        # batch_size=None: each item already is a (B, T) window, read in order. The loader's own
+        # generator keeps it from drawing on the global RNG (exact resume relies on that).
+        data = self.windows[split]
+        return DataLoader(
+            data,
+            batch_size=None,
+            sampler=StartAt(len(data), start),
+            generator=torch.Generator().manual_seed(0),
+        )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
+        start, self._train_start = self._train_start, 0
+        return self._loader("train", start)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid")

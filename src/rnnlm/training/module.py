@@ -58,6 +58,8 @@ class LMModule(L.LightningModule):
             0  # training target tokens over the whole run, all ranks (kept on resume)
         )
         self.tokens_trained_here = 0  # ... in this process's lifetime, for throughput
+        self.windows_done = 0  # training windows done in the current epoch
+        self._resume: dict[str, Any] | None = None  # stream position restored from a checkpoint
 
     @property
     def num_parameters(self) -> int:
@@ -79,6 +81,7 @@ class LMModule(L.LightningModule):
         if self.hparams.detect_nonfinite and not torch.isfinite(loss):
             raise NonFiniteError(self._nonfinite_message(f"non-finite loss ({float(loss)})"))
         self.tokens_seen += n * self.trainer.world_size
+        self.windows_done += 1
         self.tokens_trained_here += n * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/ppl", loss.detach().exp(), prog_bar=True)
@@ -94,8 +97,21 @@ class LMModule(L.LightningModule):
 
     # -- epoch boundaries: reset the carried state, log split-level metrics --------------------------
     def on_train_epoch_start(self) -> None:
-        self.hidden["train"] = None
         self.mean_loss["train_"].reset()
+        if self._resume is not None:  # continuing mid-epoch: the carried state of the stream
+            self.hidden["train"] = self._resume["hidden"]
+            self.windows_done = self._resume["windows_done"]
+            return
+        self.hidden["train"] = None
+        self.windows_done = 0
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._resume is not None:
+            # Dropout masks continue exactly where the interrupted run stopped. (The data loaders
+            # draw their seeds from their own generators, so nothing else consumes this state.)
+            if self._resume["rng"] is not None:
+                torch.set_rng_state(self._resume["rng"])
+            self._resume = None
 
     def on_validation_epoch_start(self) -> None:
         self.hidden["val"] = None
@@ -170,6 +186,10 @@ class LMModule(L.LightningModule):
             "config": self.config,
             "best_val_loss": self.best_val_loss,
             "tokens_seen": self.tokens_seen,
+            # Where the training stream stands, so a mid-epoch checkpoint resumes at the exact window.
+            "windows_done": self.windows_done,
+            "train_hidden": self.hidden["train"],
+            "rng": torch.get_rng_state(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -178,3 +198,11 @@ class LMModule(L.LightningModule):
             self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
         self.best_val_loss = meta.get("best_val_loss", math.inf)
         self.tokens_seen = meta.get("tokens_seen", 0)
+        self._resume = {
+            "windows_done": meta.get("windows_done", 0),
+            "hidden": meta.get("train_hidden"),
+            "rng": meta.get("rng"),
+        }
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "resume_train_at"):
+            datamodule.resume_train_at(self._resume["windows_done"])

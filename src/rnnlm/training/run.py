@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlm.cli import CONF_DIR
+from rnnlm.cli import CONF_DIR, user_message
 from rnnlm.config_check import validate_overrides
 from rnnlm.errors import UserError
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
@@ -107,9 +107,6 @@ def train(cfg: DictConfig) -> float:
     With `resume=<run folder | checkpoint | latest>` the run continues from its last checkpoint with
     its own config, in its own folder and TensorBoard run.
     """
-    check_launch(cfg)
-    if _is_multirun():  # single runs were checked before Hydra started (rnnlm.cli.prepare_argv)
-        validate_overrides("train", CONF_DIR, list(HydraConfig.get().overrides.task))
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume"):
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
@@ -117,13 +114,15 @@ def train(cfg: DictConfig) -> float:
         log.info("resuming %s from %s", run_dir, ckpt_path)
     out_dir = Path(cfg.paths.output_dir)
     name = run_name(_run_overrides(out_dir))
-    record = RunRecord(out_dir, name)
+    record = RunRecord(out_dir, name)  # first, so even a rejected sweep job leaves its result.json
     try:
+        check_launch(cfg)
+        if _is_multirun():  # single runs were checked before Hydra started (rnnlm.cli.prepare_argv)
+            validate_overrides("train", CONF_DIR, list(HydraConfig.get().overrides.task))
         best_val_ppl = _fit_and_test(cfg, ckpt_path, name, record)
     except BaseException as err:
-        record.update(
-            status="failed" if isinstance(err, Exception) else "interrupted", error=str(err)[:500]
-        )
+        status = "failed" if isinstance(err, Exception) else "interrupted"
+        record.update(status=status, error=(user_message(err) or repr(err))[:500])
         raise
     return best_val_ppl
 
