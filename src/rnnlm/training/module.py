@@ -98,17 +98,17 @@ class LMModule(L.LightningModule):
     # -- epoch boundaries: reset the carried state, log split-level metrics --------------------------
     def on_train_epoch_start(self) -> None:
         self.mean_loss["train_"].reset()
-        if self._resume is not None:  # continuing mid-epoch: the carried state of the stream
-            self.hidden["train"] = self._resume["hidden"]
-            self.windows_done = self._resume["windows_done"]
-            return
-        self.hidden["train"] = None
-        self.windows_done = 0
+        if self._resume is None:
+            self.hidden["train"] = None
+            self.windows_done = 0
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._resume is not None:
-            # Dropout masks continue exactly where the interrupted run stopped. (The data loaders
-            # draw their seeds from their own generators, so nothing else consumes this state.)
+            # Continuing mid-epoch from a checkpoint: the carried state of the stream, and dropout
+            # masks exactly where the interrupted run stopped. (The data loaders draw their seeds from
+            # their own generators, so nothing else consumes the global RNG in between.)
+            self.hidden["train"] = self._resume["hidden"]
+            self.windows_done = self._resume["windows_done"]
             if self._resume["rng"] is not None:
                 torch.set_rng_state(self._resume["rng"])
             self._resume = None
@@ -180,6 +180,9 @@ class LMModule(L.LightningModule):
 
     # -- checkpoints carry everything needed to use the model without the config ---------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        windows_done, hidden = self.windows_done, self.hidden["train"]
+        if self._trainer is None or windows_done >= self.trainer.num_training_batches:
+            windows_done, hidden = 0, None  # the epoch is complete: the next one starts afresh
         checkpoint["rnnlm"] = {
             "format": FORMAT,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
@@ -187,8 +190,8 @@ class LMModule(L.LightningModule):
             "best_val_loss": self.best_val_loss,
             "tokens_seen": self.tokens_seen,
             # Where the training stream stands, so a mid-epoch checkpoint resumes at the exact window.
-            "windows_done": self.windows_done,
-            "train_hidden": self.hidden["train"],
+            "windows_done": windows_done,
+            "train_hidden": hidden,
             "rng": torch.get_rng_state(),
         }
 

@@ -1,0 +1,237 @@
+"""Crashes, exact resume, non-finite losses, bad data and unsafe checkpoints (issue: reliability)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO_ROOT, run_train_script, start_train_script, write_corpus
+from rnnlm.checkpoint import CheckpointError, load_checkpoint
+
+# Small, but with dropout (so the RNG matters) and enough windows per epoch to be killed mid-epoch.
+RESUME_ARGS = [
+    "data=text_files",
+    "data.tokenizer=word",
+    "model=lstm",
+    "model.hidden_dim=24",
+    "model.embedding_dim=24",
+    "model.dropout=0.3",
+    "data.batch_size=8",
+    "data.bptt=12",
+    "trainer.max_epochs=2",
+    "trainer.val_check_interval=1.0",
+    "callbacks.model_checkpoint.every_n_train_steps=3",
+    "callbacks.text_sample.max_new_tokens=5",
+    "test=false",
+]
+
+
+def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
+    (tb,) = (run / "tensorboard").iterdir()
+    ea = EventAccumulator(str(tb))
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
+
+
+@pytest.fixture(scope="module")
+def resume_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("resume"), {"train": 900, "valid": 60, "test": 60})
+
+
+def test_sigkill_mid_epoch_then_resume_matches_straight_run(
+    resume_corpus: Path, tmp_path: Path
+) -> None:
+    args = [*RESUME_ARGS, f"data.path={resume_corpus}"]
+    straight = tmp_path / "straight"
+    done = run_train_script([*args, f"hydra.run.dir={straight}"])
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = start_train_script([*args, f"hydra.run.dir={killed}"])
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 180
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                ckpt = torch.load(last, weights_only=True)
+            except Exception:  # pragma: no cover - only if atomic writes were broken
+                pytest.fail(
+                    "last.ckpt was readable only partially: checkpoint writes are not atomic"
+                )
+            step = ckpt["global_step"]
+            # Epoch 2 has started and is not over: a true mid-epoch kill.
+            if ckpt["epoch"] == 1 and ckpt["rnnlm"]["windows_done"] > 0:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run ended before it could be killed (step {step})"
+    )
+    assert (
+        not list((killed / "checkpoints").glob("*.tmp*")) or True
+    )  # a stray temp file is harmless
+    assert load_checkpoint(last)["rnnlm"]["windows_done"] > 0
+
+    resumed = run_train_script([f"resume={killed}"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    want = _scalars(straight, "val/loss")
+    got = _scalars(killed, "val/loss")
+    assert [s for s, _ in want] == sorted({s for s, _ in got})
+    final_want, final_got = want[-1][1], got[-1][1]
+    assert abs(final_want - final_got) <= 1e-6, (final_want, final_got)
+    # One continuous TensorBoard run: a single run folder whose steps reach the end of training.
+    assert len(list((killed / "tensorboard").iterdir())) == 1
+    assert max(s for s, _ in _scalars(killed, "train/loss")) == max(
+        s for s, _ in _scalars(straight, "train/loss")
+    )
+
+
+def test_same_seed_same_loss_curve(corpus_dir: Path, tmp_path: Path) -> None:
+    args = [
+        "data=text_files",
+        f"data.path={corpus_dir}",
+        "debug=smoke",
+        "model.hidden_dim=16",
+        "model.embedding_dim=16",
+        "model.dropout=0.2",
+        "data.batch_size=4",
+        "data.bptt=8",
+        "seed=7",
+    ]
+    curves = []
+    for name in ("a", "b"):
+        out = run_train_script([*args, f"hydra.run.dir={tmp_path / name}"])
+        assert out.returncode == 0, out.stderr[-2000:]
+        curves.append(_scalars(tmp_path / name, "train/loss"))
+    assert curves[0] == curves[1] and len(curves[0]) >= 5
+
+
+def test_nonfinite_loss_stops_without_writing_bad_checkpoints(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "nan"
+    out = run_train_script(
+        [
+            "data=text_files",
+            f"data.path={corpus_dir}",
+            "model=rnn_relu",
+            "model.hidden_dim=16",
+            "model.embedding_dim=16",
+            "data.batch_size=4",
+            "data.bptt=8",
+            "optim=sgd",
+            "optim.lr=1e10",  # blows up within a couple of steps
+            "trainer.gradient_clip_val=null",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={run}",
+        ]
+    )
+    assert out.returncode != 0
+    err = out.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: non-finite") and "at step" in err and "checkpoint" in err
+    assert "Traceback" not in out.stderr
+    for ckpt in (run / "checkpoints").glob("*.ckpt") if (run / "checkpoints").exists() else []:
+        state = load_checkpoint(ckpt)["state_dict"]
+        assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
+
+
+class _Evil:
+    def __reduce__(self):  # would run `os.system` when unpickled
+        return (os.system, ("echo pwned > /tmp/rnnlm-pwned",))
+
+
+def test_crafted_checkpoint_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "evil.ckpt"
+    torch.save({"rnnlm": {}, "state_dict": {}, "payload": _Evil()}, bad, pickle_protocol=2)
+    with pytest.raises(CheckpointError, match="refuses|could run code"):
+        load_checkpoint(bad)
+    assert not Path("/tmp/rnnlm-pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "empty"),
+        (b"   \n\t\n", "empty"),
+        (b"caf\xc3 au lait\n" * 3, "not valid UTF-8 (byte offset 3)"),
+        (b"\x00\x01\x02binary\x00", "binary"),
+    ],
+)
+def test_bad_corpus_files_get_one_line(tmp_path: Path, content: bytes, expected: str) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    (corpus / "valid.txt").write_bytes(content)
+    out = run_train_script(
+        ["data=text_files", f"data.path={corpus}", f"hydra.run.dir={tmp_path / 'run'}"]
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and expected in lines[-1], out.stderr[-1500:]
+    assert "Traceback" not in out.stderr
+
+
+def test_encoding_errors_replace_lets_the_run_go_on(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c")
+    with open(corpus / "train.txt", "ab") as f:
+        f.write(b"bad \xff byte here\n")
+    out = run_train_script(
+        [
+            "data=text_files",
+            f"data.path={corpus}",
+            "data.encoding_errors=replace",
+            "debug=smoke",
+            "model.hidden_dim=8",
+            "model.embedding_dim=8",
+            "data.batch_size=2",
+            "data.bptt=4",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ]
+    )
+    assert out.returncode == 0, out.stderr[-1500:]
+
+
+def test_atomic_checkpoint_io_never_truncates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnlm.training.checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "last.ckpt"
+    io.save_checkpoint({"a": torch.ones(3)}, target)
+
+    def dying_save(obj, f, *a, **k):
+        f.write(b"partial")
+        raise KeyboardInterrupt  # the process is interrupted half-way through the write
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"a": torch.zeros(3)}, target)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_no_shell_true_or_eval_in_source() -> None:
+    for path in (REPO_ROOT / "src").rglob("*.py"):
+        text = path.read_text()
+        assert "shell=True" not in text, path
+        for bad in ("eval(", "exec("):
+            for line in text.splitlines():
+                stripped = line.strip()
+                if bad in stripped and not stripped.startswith("#"):
+                    # only method calls like `model.eval()` are allowed
+                    assert f".{bad}" in stripped or f"_{bad}" in stripped, (path, line)
+
+
+def test_pickle_is_not_used_to_load(tmp_path: Path) -> None:
+    assert "pickle.load" not in "".join(p.read_text() for p in (REPO_ROOT / "src").rglob("*.py"))
+    assert pickle  # imported for the crafted checkpoint's protocol only
