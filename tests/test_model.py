@@ -1,0 +1,151 @@
+"""RNNLM: carried hidden state, shapes of every cell, tied weights, argument checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnlm.models import CELLS, RNNLM, detach_hidden, num_parameters
+
+V, E, H = 13, 8, 12
+
+
+def _model(cell: str, **kw) -> RNNLM:
+    torch.manual_seed(0)
+    kw = {"embedding_dim": E, "hidden_dim": H, "num_layers": 2, "dropout": 0.0, **kw}
+    return RNNLM(V, cell=cell, **kw).eval()
+
+
+def _as_tuple(hidden) -> tuple[torch.Tensor, ...]:
+    return hidden if isinstance(hidden, tuple) else (hidden,)
+
+
+def test_cells_are_the_four_recurrent_kinds() -> None:
+    assert set(CELLS) == {"rnn", "rnn_relu", "lstm", "gru"}
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "lstm", "gru"])
+def test_carrying_hidden_over_two_windows_equals_one_long_window(cell: str) -> None:
+    model = _model(cell)
+    torch.manual_seed(1)
+    x = torch.randint(0, V, (3, 10))  # B=3, 2 windows of T=5
+    with torch.no_grad():
+        full, h_full = model(x)
+        first, h1 = model(x[:, :5])
+        second, h2 = model(x[:, 5:], detach_hidden(h1))
+        fresh, _ = model(x[:, 5:])  # the second window without the carried state
+    torch.testing.assert_close(torch.cat([first, second], dim=1), full, rtol=1e-5, atol=1e-5)
+    for a, b in zip(_as_tuple(h2), _as_tuple(h_full), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # The state matters: without it the second window's outputs differ.
+    assert not torch.allclose(fresh, full[:, 5:], atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "lstm", "gru"])
+def test_zero_hidden_equals_no_hidden(cell: str) -> None:
+    model = _model(cell)
+    x = torch.randint(0, V, (2, 4))
+    with torch.no_grad():
+        a, _ = model(x)
+        b, _ = model(x, model.init_hidden(2))
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_output_and_hidden_shapes(cell: str, num_layers: int) -> None:
+    model = _model(cell, num_layers=num_layers)
+    B, T = 4, 7
+    logits, hidden = model(torch.randint(0, V, (B, T)))
+    assert logits.shape == (B, T, V)
+    if cell == "lstm":
+        assert isinstance(hidden, tuple) and len(hidden) == 2
+    else:
+        assert isinstance(hidden, torch.Tensor)
+    for h in _as_tuple(hidden):
+        assert h.shape == (num_layers, B, H)
+    init = model.init_hidden(B)
+    assert [h.shape for h in _as_tuple(init)] == [h.shape for h in _as_tuple(hidden)]
+    assert all(float(h.abs().sum()) == 0.0 for h in _as_tuple(init))
+    feats, _ = model.features(torch.randint(0, V, (B, T)))
+    assert feats.shape == (B, T, H)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn_relu", "lstm", "gru"])
+def test_cell_type_and_nonlinearity(cell: str) -> None:
+    model = _model(cell)
+    expected = {
+        "rnn": torch.nn.RNN,
+        "rnn_relu": torch.nn.RNN,
+        "lstm": torch.nn.LSTM,
+        "gru": torch.nn.GRU,
+    }
+    assert type(model.rnn) is expected[cell]
+    if cell.startswith("rnn"):
+        assert model.rnn.nonlinearity == ("relu" if cell == "rnn_relu" else "tanh")
+
+
+def test_detach_hidden_keeps_values_and_cuts_the_graph() -> None:
+    h = torch.ones(1, 2, 3, requires_grad=True) * 2
+    c = torch.ones(1, 2, 3, requires_grad=True) * 3
+    d = detach_hidden(h)
+    assert not d.requires_grad and torch.equal(d, h)
+    dh, dc = detach_hidden((h, c))
+    assert not dh.requires_grad and not dc.requires_grad
+    assert torch.equal(dc, c)
+    assert detach_hidden(None) is None
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_tied_weights_are_one_tensor(cell: str) -> None:
+    tied = RNNLM(V, cell=cell, embedding_dim=H, hidden_dim=H, tie_weights=True)
+    untied = RNNLM(V, cell=cell, embedding_dim=H, hidden_dim=H, tie_weights=False)
+    assert tied.decoder.weight is tied.embedding.weight
+    assert tied.decoder.weight.data_ptr() == tied.embedding.weight.data_ptr()
+    assert untied.decoder.weight is not untied.embedding.weight
+    assert num_parameters(tied) == num_parameters(untied) - V * H
+    # Still one tensor after an optimiser step and after loading a state dict.
+    opt = torch.optim.SGD(tied.parameters(), lr=0.1)
+    logits, _ = tied(torch.randint(0, V, (2, 3)))
+    logits.sum().backward()
+    opt.step()
+    assert tied.decoder.weight.data_ptr() == tied.embedding.weight.data_ptr()
+    tied.load_state_dict(tied.state_dict())
+    assert tied.decoder.weight is tied.embedding.weight
+
+
+def test_tie_weights_with_unequal_sizes_names_both_keys() -> None:
+    with pytest.raises(ValueError) as info:
+        RNNLM(V, cell="gru", embedding_dim=16, hidden_dim=32, tie_weights=True)
+    msg = str(info.value)
+    assert "model.embedding_dim" in msg and "model.hidden_dim" in msg
+    assert "16" in msg and "32" in msg
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"cell": "transformer"}, "model.cell"),
+        ({"hidden_dim": 0}, "model.hidden_dim"),
+        ({"embedding_dim": 0}, "model.embedding_dim"),
+        ({"num_layers": 0}, "model.num_layers"),
+        ({"dropout": 1.0}, "model.dropout"),
+    ],
+)
+def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        RNNLM(V, **kwargs)
+
+
+def test_dropout_is_active_in_train_mode_only() -> None:
+    model = _model("gru", dropout=0.5)
+    x = torch.randint(0, V, (2, 6))
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a, _ = model.train()(x)
+        torch.manual_seed(1)
+        b, _ = model(x)
+        c, _ = model.eval()(x)
+        d, _ = model(x)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(c, d)
