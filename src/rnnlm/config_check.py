@@ -72,8 +72,8 @@ RULES: dict[str, Rule] = {
     ),
     "trainer.gradient_clip_val": (_optional(_at_least(0)), "must be >= 0 or null"),
     "seed": (
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "must be an integer >= 0",
+        lambda v: v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "must be an integer >= 0 (or null where a run may leave it unset)",
     ),
 }
 # Keys of a node that are not arguments of its `_target_` but are read by rnnlm itself.

@@ -160,9 +160,14 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     )
 
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
+        hparams = _flat_hparams(cfg)
         for lg in loggers:
-            metrics = {"val/best_ppl": math.nan} if isinstance(lg, TensorBoardLogger) else None
-            lg.log_hyperparams(_flat_hparams(cfg), metrics=metrics)
+            if isinstance(
+                lg, TensorBoardLogger
+            ):  # the HPARAMS tab needs a metric registered with them
+                lg.log_hyperparams(hparams, metrics={"val/best_ppl": math.nan})
+            else:
+                lg.log_hyperparams(hparams)
 
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
