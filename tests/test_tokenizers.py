@@ -88,8 +88,8 @@ def test_word_max_vocab_too_small_is_an_error(max_vocab: int) -> None:
 
 
 def test_unknown_tokenizer_kind_is_an_error() -> None:
-    with pytest.raises(ValueError, match="data.tokenizer='bpe'"):
-        train_tokenizer("bpe", "abc")
+    with pytest.raises(ValueError, match="data.tokenizer='sentencepiece'"):
+        train_tokenizer("sentencepiece", "abc")
 
 
 # -- serialisation ---------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_to_dict_round_trip(tok) -> None:
 
 def test_tokenizer_from_dict_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown tokenizer kind"):
-        tokenizer_from_dict({"kind": "bpe", "itos": ["a"]})
+        tokenizer_from_dict({"kind": "sentencepiece", "itos": ["a"]})
 
 
 # -- the vocabulary comes from the training split only ----------------------------------------------

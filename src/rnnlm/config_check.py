@@ -44,12 +44,36 @@ def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
 
+def _sha256(v: Any) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
+
+
+def _url(v: Any) -> bool:
+    return isinstance(v, str) and v.split("://", 1)[0] in ("http", "https", "file") and "://" in v
+
+
+# Standard corpora (rnnlm.data.download.DATASETS, listed here so validation does not import torch).
+DATASET_NAMES = ("enwik8", "ptb", "ptb_char", "tinyshakespeare", "wikitext103", "wikitext2")
+
+
 # Impossible values: dotted key -> (check, rule in words).
 RULES: dict[str, Rule] = {
     "optim.lr": (_positive, "must be > 0"),
     "optim.weight_decay": (_at_least(0), "must be >= 0"),
     "optim.momentum": (_unit_interval, "must be in [0, 1)"),
     "model.dropout": (_unit_interval, "must be in [0, 1)"),
+    "model.dropout_input": (_optional(_unit_interval), "must be in [0, 1) or null"),
+    "model.dropout_hidden": (_optional(_unit_interval), "must be in [0, 1) or null"),
+    "model.dropout_embedding": (_unit_interval, "must be in [0, 1)"),
+    "model.dropout_attention": (_unit_interval, "must be in [0, 1)"),
+    "model.weight_drop": (_unit_interval, "must be in [0, 1)"),
+    "model.ar_alpha": (_at_least(0), "must be >= 0"),
+    "model.tar_beta": (_at_least(0), "must be >= 0"),
+    "model.init_range": (_optional(_positive), "must be > 0 or null"),
+    "model.num_heads": (_at_least(1), "must be an integer >= 1"),
+    "model.max_len": (_at_least(1), "must be an integer >= 1"),
+    "model.memory": (_at_least(0), "must be an integer >= 0"),
+    "optim.nonmono": (_at_least(1), "must be an integer >= 1"),
     "model.embedding_dim": (_at_least(1), "must be an integer >= 1"),
     "model.hidden_dim": (_at_least(1), "must be an integer >= 1"),
     "model.num_layers": (_at_least(1), "must be an integer >= 1"),
@@ -62,10 +86,23 @@ RULES: dict[str, Rule] = {
         "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)",
     ),
     "data.encoding_errors": (
-        lambda v: v in ("strict", "replace", "ignore"),
-        "must be strict, replace or ignore",
+        lambda v: v in ("strict", "replace", "ignore", "surrogateescape"),
+        "must be strict, replace, ignore or surrogateescape",
     ),
-    "data.tokenizer": (lambda v: v in ("char", "word"), "must be char or word"),
+    "data.tokenizer": (
+        lambda v: v in ("char", "word", "byte", "bpe"),
+        "must be char, word, byte or bpe",
+    ),
+    "data.vocab_size": (
+        _optional(_at_least(257)),
+        "must be null or >= 257 (byte-level BPE: the 256 bytes and at least one merge)",
+    ),
+    "data.dataset": (
+        lambda v: v is None or v in DATASET_NAMES,
+        f"must be null or one of {', '.join(DATASET_NAMES)}",
+    ),
+    "data.url": (_optional(_url), "must be null or an http://, https:// or file:// URL"),
+    "data.sha256": (_optional(_sha256), "must be null or 64 hexadecimal digits"),
     "trainer.max_epochs": (
         lambda v: _num(v) and (v >= 1 or v == -1),
         "must be >= 1 (or -1 for no limit)",
@@ -210,8 +247,17 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
             continue
         if isinstance(value, float) and math.isnan(value) or not ok(value):
             raise _fail(key, value, rule)
+    data = full.get("data") or {}
+    if data.get("tokenizer") == "bpe" and data.get("vocab_size") is None:
+        raise UserError(
+            "config: data.tokenizer=bpe needs data.vocab_size (e.g. data.vocab_size=8000)"
+        )
     model = full.get("model") or {}
-    if model.get("tie_weights") and model.get("embedding_dim") != model.get("hidden_dim"):
+    if (
+        model.get("tie_weights")
+        and "hidden_dim" in model
+        and model.get("embedding_dim") != model.get("hidden_dim")
+    ):
         raise UserError(
             f"config: model.tie_weights=true needs model.embedding_dim == model.hidden_dim "
             f"(got {model.get('embedding_dim')} and {model.get('hidden_dim')}): set them equal or "

@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
 from rnnlm.training.metrics import LN2
@@ -46,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.load()
     splits = tuple(cfg.eval.splits)
     datamodule.check_layout(splits)
-    char_level = lm.tokenizer.kind == "char"
+    char_level = lm.tokenizer.kind in CHAR_LEVEL
     results: dict[str, Any] = {
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "corpus": data_cfg.get("path") or "bundled shakespeare",
@@ -75,7 +76,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def format_results(results: dict[str, Any]) -> str:
-    char_level = results["tokenizer"] == "char"
+    char_level = results["tokenizer"] in CHAR_LEVEL
     head = "| split | tokens | unknown | loss (nats) | perplexity |" + (
         " bpc |" if char_level else ""
     )

@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from rnnlm.data.cache import TokenCache, cache_key
-from rnnlm.data.layout import Windows, check_fits, shard, windows
-from rnnlm.data.sources import SPLITS, Corpus, load_corpus
+from rnnlm.data.download import prepare_dataset
+from rnnlm.data.layout import VariableWindows, Windows, check_fits, shard, windows
+from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,13 @@ class StartAt(Sampler[int]):
 class LMDataModule(L.LightningDataModule):
     """Token streams of the train/valid/test splits, read as (B, T) windows in order.
 
-    `path=None` uses the bundled Shakespeare plays. Pass `tokenizer_state` (from a checkpoint) to read a
-    corpus with an existing vocabulary instead of building one from its training split.
+    `path=None` uses the bundled Shakespeare plays, or with `dataset=<name>` a standard corpus downloaded
+    into `cache_dir` on first use (`url` and `sha256` replace its published location and checksum; a
+    `path` wins over `dataset`). Pass `tokenizer_state` (from a checkpoint) to read a corpus with an
+    existing vocabulary instead of building one from its training split.
     Under DDP each rank reads its own contiguous shard of each split, all shards of equal length.
+    With `variable_bptt=True` training windows vary in length around `bptt` (AWD-LSTM), drawn anew each
+    epoch from the run's seed and the epoch; validation and test keep windows of `bptt`.
     """
 
     def __init__(
@@ -56,6 +61,11 @@ class LMDataModule(L.LightningDataModule):
         cache_dir: str = "~/.cache/rnnlm",
         tokenizer_state: dict | None = None,
         encoding_errors: str = "strict",
+        vocab_size: int | None = None,
+        variable_bptt: bool = False,
+        dataset: str | None = None,
+        url: str | None = None,
+        sha256: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -72,6 +82,14 @@ class LMDataModule(L.LightningDataModule):
         self.min_freq = min_freq
         self.max_vocab = max_vocab
         self.encoding_errors = encoding_errors
+        self.vocab_size_wanted = vocab_size
+        self.variable_bptt = variable_bptt
+        self.dataset, self.url, self.sha256 = dataset, url, sha256
+        self.cache_dir = cache_dir
+        self._bptt_seed = (
+            torch.initial_seed()
+        )  # the run's seed (set before the data module is built)
+        self._train_data: torch.Tensor | None = None
         self.cache = TokenCache(cache_dir)
         self._given_tokenizer = tokenizer_from_dict(tokenizer_state) if tokenizer_state else None
         self.tokenizer: Tokenizer | None = None
@@ -85,7 +103,11 @@ class LMDataModule(L.LightningDataModule):
         """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
         if self.tokenizer is not None:
             return self.tokenizer
-        corpus = load_corpus(self.path, self.encoding_errors)
+        if self.path in (None, "") and self.dataset:
+            folder = prepare_dataset(self.dataset, self.cache_dir, self.url, self.sha256)
+            corpus = load_text_folder(folder, self.encoding_errors)
+        else:
+            corpus = load_corpus(self.path, self.encoding_errors)
         if self._given_tokenizer is not None:
             spec = {"vocab": cache_key("", self._given_tokenizer.to_dict())}
         else:
@@ -94,6 +116,8 @@ class LMDataModule(L.LightningDataModule):
                 "min_freq": self.min_freq,
                 "max_vocab": self.max_vocab,
             }
+            if self.tokenizer_kind == "bpe":
+                spec["vocab_size"] = self.vocab_size_wanted
         key = cache_key(corpus.fingerprint, spec)
         tok, ids, meta, hit = self.cache.get_or_build(key, lambda: self._tokenize(corpus))
         self.tokenizer, self.ids, self.meta = tok, ids, meta
@@ -116,7 +140,11 @@ class LMDataModule(L.LightningDataModule):
     def _tokenize(self, corpus: Corpus) -> tuple[Tokenizer, dict[str, np.ndarray], dict]:
         texts = {s: corpus.read(s) for s in SPLITS}
         tok = self._given_tokenizer or train_tokenizer(
-            self.tokenizer_kind, texts["train"], self.min_freq, self.max_vocab
+            self.tokenizer_kind,
+            texts["train"],
+            self.min_freq,
+            self.max_vocab,
+            self.vocab_size_wanted,
         )
         ids, unknown = {}, {}
         for split, text in texts.items():
@@ -166,6 +194,8 @@ class LMDataModule(L.LightningDataModule):
                 )
                 stream = shard(stream, rank, world)
             self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
+            if split == "train" and self.variable_bptt:
+                self._train_data = self.windows[split].data
 
     def resume_train_at(self, window: int) -> None:
         """The next pass over the training split starts at `window` (resuming mid-epoch)."""
@@ -182,8 +212,20 @@ class LMDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(0),
         )
 
+    def train_windows(self, epoch: int) -> Windows:
+        """This epoch's training windows: fixed, or (variable_bptt) drawn from the seed and the epoch."""
+        if not self.variable_bptt:
+            return self.windows["train"]
+        rng = np.random.default_rng([self._bptt_seed, epoch])
+        return VariableWindows(self._train_data, self.bptt, rng)
+
     def train_dataloader(self) -> DataLoader:
         start, self._train_start = self._train_start, 0
+        if self.variable_bptt:
+            # Lightning reloads this loader every epoch (the trainer is built with
+            # reload_dataloaders_every_n_epochs=1 for it), so each epoch draws its own lengths.
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            self.windows["train"] = self.train_windows(epoch)
         return self._loader("train", start)
 
     def val_dataloader(self) -> DataLoader:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -75,6 +76,40 @@ class Windows(Dataset):
     def num_tokens(self) -> int:
         """Target tokens per pass over the split."""
         return self.data.size(0) * (self.data.size(1) - 1)
+
+
+def variable_spans(num_targets: int, bptt: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """(start, length) of consecutive windows covering `num_targets` steps, lengths drawn as in AWD-LSTM:
+    around bptt with probability 0.95, else around bptt / 2; normal with sd 5, at least 5 (or what is left)."""
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < num_targets:
+        mean = bptt if rng.random() < 0.95 else bptt / 2
+        seq = min(max(5, int(rng.normal(mean, 5))), num_targets - i)
+        spans.append((i, seq))
+        i += seq
+    return spans
+
+
+class VariableWindows(Windows):
+    """Windows of varying length (variable-length BPTT), still read in order: window i+1 continues window i.
+
+    The lengths of one pass come from `rng` (seeded per epoch by the caller, so a resumed run reads the
+    same windows).
+    """
+
+    def __init__(self, data: Tensor, bptt: int, rng: np.random.Generator) -> None:
+        super().__init__(data, bptt)
+        self.spans = variable_spans(data.size(1) - 1, bptt, rng)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start, seq = self.spans[i]
+        return self.data[:, start : start + seq], self.data[:, start + 1 : start + 1 + seq]
 
 
 def windows(ids: Tensor, batch_size: int, bptt: int, split: str = "train") -> Windows:

@@ -2,10 +2,16 @@
 
 Truncated BPTT is done by hand (Lightning 2 has none): the hidden state is carried on the module from
 one window to the next, detached each step, one state per stage, reset at the start of each epoch.
+
+With `optim=nt_asgd`, once the optimizer has started averaging, validation, test and every checkpoint's
+`state_dict` use the averaged weights; the live weights travel in the checkpoint beside them so that a
+resumed run continues exactly. With `data.variable_bptt=true` each step's learning rate is scaled by its
+window length / bptt (AWD-LSTM).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -16,10 +22,13 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from rnnlm.checkpoint import FORMAT
-from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
+from rnnlm.data.tokenizers import CHAR_LEVEL, Tokenizer, tokenizer_from_dict
 from rnnlm.errors import UserError
 from rnnlm.models import detach_hidden, num_parameters
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
+from rnnlm.training.nt_asgd import find_nt_asgd
+
+log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 
@@ -50,7 +59,7 @@ class LMModule(L.LightningModule):
         self.model = instantiate(model, vocab_size=vocab_size)
         self.tokenizer = tokenizer
         self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
-        self.char_level = tokenizer is not None and tokenizer.kind == "char"
+        self.char_level = tokenizer is not None and tokenizer.kind in CHAR_LEVEL
         self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
         self.hidden: dict[str, Any] = dict.fromkeys(STAGES)
         self.best_val_loss = math.inf
@@ -60,6 +69,10 @@ class LMModule(L.LightningModule):
         self.tokens_trained_here = 0  # ... in this process's lifetime, for throughput
         self.windows_done = 0  # training windows done in the current epoch
         self._resume: dict[str, Any] | None = None  # stream position restored from a checkpoint
+        self._lr_scale = 1.0  # variable-length BPTT: this step's window length / bptt
+        self._swapped: list | None = None  # live weights while the NT-ASGD average is swapped in
+        # A checkpoint loaded to test holds the weights to score (the average, if there was one then).
+        self._weights_from_checkpoint = False
 
     @property
     def num_parameters(self) -> int:
@@ -87,7 +100,9 @@ class LMModule(L.LightningModule):
         self.log("train/ppl", loss.detach().exp(), prog_bar=True)
         if self.char_level:
             self.log("train/bpc", loss.detach() / LN2)
-        return loss
+        # AR/TAR (model.ar_alpha, model.tar_beta): minimised with the loss, not part of train/loss.
+        penalty = self.model.pop_penalty() if hasattr(self.model, "pop_penalty") else None
+        return loss if penalty is None else loss + penalty
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step("val", batch)
@@ -112,14 +127,54 @@ class LMModule(L.LightningModule):
             if self._resume["rng"] is not None:
                 torch.set_rng_state(self._resume["rng"])
             self._resume = None
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if getattr(datamodule, "variable_bptt", False):
+            self._lr_scale = batch[0].size(1) / datamodule.bptt
+        else:
+            self._lr_scale = 1.0
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        if self._lr_scale == 1.0:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        # Variable-length BPTT: a window of seq_len tokens steps with lr * seq_len / bptt (AWD-LSTM), so
+        # short windows do not weigh as much as full ones; the scheduler's own rate is restored after.
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        for g in optimizer.param_groups:
+            g["lr"] = g["lr"] * self._lr_scale
+        try:
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for g, lr in zip(optimizer.param_groups, lrs, strict=True):
+                g["lr"] = lr
+
+    # -- NT-ASGD: evaluate with the averaged weights once averaging has started ----------------------
+    def _averager(self) -> Any:
+        if self._trainer is None:
+            return None
+        opt = find_nt_asgd(self.trainer.optimizers)
+        return opt if opt is not None and opt.averaging else None
+
+    def _swap_in_average(self) -> None:
+        opt = self._averager()
+        if opt is not None and self._swapped is None and not self._weights_from_checkpoint:
+            self._swapped = opt.swap_in(self.model.parameters())
+
+    def _swap_back(self) -> None:
+        if self._swapped is not None:
+            find_nt_asgd(self.trainer.optimizers).restore(self._swapped)
+            self._swapped = None
 
     def on_validation_epoch_start(self) -> None:
         self.hidden["val"] = None
         self.mean_loss["val_"].reset()
+        self._swap_in_average()
 
     def on_test_epoch_start(self) -> None:
         self.hidden["test"] = None
         self.mean_loss["test_"].reset()
+        self._swap_in_average()
 
     def _log_split(self, stage: str) -> float:
         loss = float(self.mean_loss[f"{stage}_"].compute())  # summed over batches and ranks
@@ -132,8 +187,20 @@ class LMModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         loss = self._log_split("val")
+        self._swap_back()
         if not self.trainer.sanity_checking:
             self.best_val_loss = min(self.best_val_loss, loss)
+            opt = find_nt_asgd(self.trainer.optimizers)
+            if opt is not None:
+                if opt.observe(loss):
+                    log.info(
+                        "NT-ASGD: validation loss %.4f has not improved for %d validations: averaging "
+                        "from step %d on (evaluation and checkpoints use the averaged weights)",
+                        loss,
+                        opt.param_groups[0]["nt_asgd"]["nonmono"],
+                        self.global_step,
+                    )
+                self.log("train/averaging", float(opt.averaging))
         if math.isfinite(self.best_val_loss):
             # The metric shown next to the hyperparameters in TensorBoard's HPARAMS tab.
             self.log("val/best_ppl", perplexity(self.best_val_loss))
@@ -141,6 +208,7 @@ class LMModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_split("test")
+        self._swap_back()
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -194,12 +262,28 @@ class LMModule(L.LightningModule):
             "train_hidden": hidden,
             "rng": torch.get_rng_state(),
         }
+        opt = self._averager()
+        if opt is not None:
+            # NT-ASGD: the checkpoint's weights are the average (what eval/generate load); the live
+            # weights ride along for an exact resume. Tied weights appear under both of their names.
+            live = {}
+            for name, p in self.model.named_parameters(remove_duplicate=False):
+                key = f"model.{name}"
+                if key in checkpoint["state_dict"]:
+                    live[key] = checkpoint["state_dict"][key]
+                    checkpoint["state_dict"][key] = opt.averaged(p).detach().clone()
+            checkpoint["rnnlm"]["live_state_dict"] = live
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("rnnlm", {})
         if meta.get("tokenizer"):
             self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
         self.best_val_loss = meta.get("best_val_loss", math.inf)
+        live = meta.get("live_state_dict")
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        if live and fitting:
+            checkpoint["state_dict"].update(live)  # resume training from the live weights
+        self._weights_from_checkpoint = not fitting
         self.tokens_seen = meta.get("tokens_seen", 0)
         self._resume = {
             "windows_done": meta.get("windows_done", 0),

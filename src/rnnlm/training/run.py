@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlm.cli import CONF_DIR, user_message
 from rnnlm.config_check import validate_overrides
+from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
 from rnnlm.training.metrics import perplexity
@@ -136,6 +137,8 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     config = OmegaConf.to_container(cfg, resolve=True)
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     detect_nonfinite = bool(trainer_cfg.pop("detect_nonfinite", True))
+    if cfg.data.get("variable_bptt"):
+        trainer_cfg["reload_dataloaders_every_n_epochs"] = 1  # new window lengths each epoch
     module = LMModule(
         model=config["model"],
         optim=config["optim"],
@@ -145,7 +148,8 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         config=config,
         detect_nonfinite=detect_nonfinite,
     )
-    log.info("model: %s, %s parameters", cfg.model.cell, f"{module.num_parameters:,}")
+    kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
+    log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
     record.update(num_parameters=module.num_parameters)
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
@@ -205,7 +209,7 @@ def _print_summary(
         f"best val perplexity: {best_val_ppl:.3f}",
         f"test perplexity:     {test_ppl:.3f} (best checkpoint)",
     ]
-    if cfg.data.tokenizer == "char" and math.isfinite(best_val_ppl):
+    if cfg.data.tokenizer in CHAR_LEVEL and math.isfinite(best_val_ppl):
         lines.append(f"best val bpc:        {math.log2(best_val_ppl):.4f}")
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         lines.append(f"best checkpoint:     {trainer.checkpoint_callback.best_model_path}")

@@ -1,0 +1,116 @@
+"""The regularisers of AWD-LSTM (Merity, Keskar & Socher 2017, "Regularizing and Optimizing LSTM Language
+Models"), written for today's PyTorch: plain functions over tensors, no wrapper modules.
+
+- `locked_dropout`: variational dropout (Gal & Ghahramani 2016), one mask per sequence shared by every
+  time step of a window;
+- `embedding_dropout`: drops whole word types from a window (every occurrence of a dropped word is zeroed);
+- `run_layers`: runs a multi-layer `nn.RNN`/`nn.LSTM`/`nn.GRU` one layer at a time, with a dropout between
+  layers and, optionally, DropConnect on each layer's hidden-to-hidden matrix (weight drop, Wan et al.
+  2013). The original AWD-LSTM `WeightDrop` deleted the module's parameter and re-assigned a plain tensor
+  before every call, which breaks on PyTorch >= 1.0 (the flattened cuDNN weights go stale, parameters
+  vanish from `state_dict`). Here the module keeps its parameters untouched: each layer is run by the
+  same kernel `nn.LSTM.forward` calls (`torch._VF.lstm`/`gru`/`rnn_tanh`/`rnn_relu`, cuDNN on a GPU), given
+  that layer's weight list with the dropped matrix in place of `weight_hh`. Gradients flow to the
+  parameter through the mask; DDP sees ordinary parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# The kernel nn.RNNBase.forward calls for each cell (mode names of nn.RNNBase).
+_KERNELS = {
+    "LSTM": torch._VF.lstm,
+    "GRU": torch._VF.gru,
+    "RNN_TANH": torch._VF.rnn_tanh,
+    "RNN_RELU": torch._VF.rnn_relu,
+}
+
+
+def locked_dropout(x: Tensor, p: float, training: bool, time_dim: int = 1) -> Tensor:
+    """Dropout with one mask per sequence: the same units are dropped at every step of the window.
+
+    x is (B, T, D) with `time_dim=1` (batch first) or (T, B, D) with `time_dim=0`.
+    """
+    if not training or p == 0.0:
+        return x
+    shape = list(x.shape)
+    shape[time_dim] = 1
+    mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    return x * mask
+
+
+def embedding_dropout(
+    emb: Tensor, x: Tensor, num_embeddings: int, p: float, training: bool
+) -> Tensor:
+    """Zero the embedding of whole word types with probability p (scaled by 1/(1-p) otherwise).
+
+    Same result and gradients as AWD-LSTM's `embedded_dropout` (which masks rows of the weight
+    matrix), without building a masked copy of the (V, E) matrix: one draw per vocabulary entry,
+    gathered for the window's tokens.
+    """
+    if not training or p == 0.0:
+        return emb
+    keep = emb.new_empty(num_embeddings).bernoulli_(1.0 - p).div_(1.0 - p)
+    return emb * keep[x].unsqueeze(-1)
+
+
+def _layer_weights(rnn: nn.RNNBase, layer: int) -> list[Tensor]:
+    names = [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
+    if rnn.bias:
+        names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
+    return [getattr(rnn, n) for n in names]
+
+
+def run_layers(
+    rnn: nn.RNNBase,
+    x: Tensor,
+    hidden: Tensor | tuple[Tensor, Tensor] | None,
+    between: float,
+    locked: bool,
+    weight_drop: float,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """`rnn(x, hidden)` computed one layer at a time, with the regularisers of AWD-LSTM.
+
+    `between`: dropout on each layer's output that feeds the next layer (locked: one mask per sequence,
+    else a fresh mask per element like nn.LSTM's own `dropout`); `weight_drop`: DropConnect on every
+    `weight_hh_l<k>` (a fresh mask per call, shared by all time steps). Both act in training mode only;
+    with both 0 the result equals `rnn(x, hidden)` (same kernels, same weights).
+    """
+    if rnn.bidirectional or getattr(rnn, "proj_size", 0):
+        raise ValueError("run_layers supports unidirectional RNNs without projections")
+    kernel = _KERNELS[rnn.mode]
+    lstm = rnn.mode == "LSTM"
+    batch_first = rnn.batch_first
+    batch = x.size(0 if batch_first else 1)
+    if hidden is None:
+        zeros = x.new_zeros(rnn.num_layers, batch, rnn.hidden_size)
+        hidden = (zeros, zeros) if lstm else zeros
+    training = rnn.training
+    h_out, c_out = [], []
+    out = x
+    for k in range(rnn.num_layers):
+        weights = _layer_weights(rnn, k)
+        if training and weight_drop > 0.0:
+            weights[1] = F.dropout(weights[1], p=weight_drop, training=True)
+        if lstm:
+            hx = (hidden[0][k : k + 1], hidden[1][k : k + 1])
+            out, h, c = kernel(out, hx, weights, rnn.bias, 1, 0.0, training, False, batch_first)
+            c_out.append(c)
+        else:
+            out, h = kernel(
+                out, hidden[k : k + 1], weights, rnn.bias, 1, 0.0, training, False, batch_first
+            )
+        h_out.append(h)
+        if k < rnn.num_layers - 1 and training and between > 0.0:
+            if locked:
+                out = locked_dropout(out, between, True, time_dim=1 if batch_first else 0)
+            else:
+                out = F.dropout(out, between, True)
+    h_n = torch.cat(h_out, 0)
+    return out, ((h_n, torch.cat(c_out, 0)) if lstm else h_n)
+
+
+__all__ = ["embedding_dropout", "locked_dropout", "run_layers"]

@@ -1,0 +1,133 @@
+"""NT-ASGD (Merity et al. 2017): SGD that switches to averaged SGD once validation stops improving.
+
+`NTASGD` is a plain `torch.optim.Optimizer`. It steps as SGD; the training loop reports each validation
+loss to `observe()`, and when the loss has not improved for `nonmono` validations (AWD-LSTM's test: the
+new loss is worse than the best one from before the last `nonmono` validations) it starts averaging:
+from then on each step also updates `ax`, the mean of every iterate since the switch (what
+`torch.optim.ASGD(t0=0, lambd=0)` keeps, and what AWD-LSTM swaps in to evaluate and save). The switch, the
+history of validation losses and the average live in the optimizer's own state, so they are saved in and
+restored from checkpoints with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+
+class NTASGD(torch.optim.Optimizer):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 30.0,
+        nonmono: int = 5,
+        weight_decay: float = 0.0,
+        average_from_start: bool = False,
+    ) -> None:
+        if lr <= 0:
+            raise ValueError(f"optim.lr={lr} must be > 0")
+        if nonmono < 1:
+            raise ValueError(f"optim.nonmono={nonmono} must be an integer >= 1")
+        if weight_decay < 0:
+            raise ValueError(f"optim.weight_decay={weight_decay} must be >= 0")
+        defaults = {"lr": lr, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+        # Kept in the first param group so that it is part of state_dict().
+        self.param_groups[0].setdefault(
+            "nt_asgd",
+            {
+                "nonmono": int(nonmono),
+                "history": [],
+                "averaging": bool(average_from_start),
+                "n_avg": 0,
+                "switched_at": 0 if average_from_start else None,
+            },
+        )
+
+    @property
+    def _nt(self) -> dict:
+        return self.param_groups[0]["nt_asgd"]
+
+    @property
+    def averaging(self) -> bool:
+        return bool(self._nt["averaging"])
+
+    @property
+    def n_averaged(self) -> int:
+        return int(self._nt["n_avg"])
+
+    def observe(self, val_loss: float) -> bool:
+        """Record one validation loss; True if this one switched averaging on."""
+        nt = self._nt
+        history = nt["history"]
+        switch = (
+            not nt["averaging"]
+            and len(history) > nt["nonmono"]
+            and val_loss > min(history[: -nt["nonmono"]])
+        )
+        history.append(float(val_loss))
+        if switch:
+            nt["averaging"] = True
+            nt["switched_at"] = len(history)
+        return switch
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201 (torch's signature)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        nt = self._nt
+        if nt["averaging"]:
+            nt["n_avg"] += 1
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if grad.is_sparse:
+                    raise RuntimeError("NTASGD does not take sparse gradients")
+                if wd:
+                    grad = grad.add(p, alpha=wd)
+                p.add_(grad, alpha=-lr)
+                if nt["averaging"]:
+                    state = self.state[p]
+                    if "ax" not in state:
+                        state["ax"] = p.detach().clone()
+                    else:
+                        state["ax"].add_(p - state["ax"], alpha=1.0 / nt["n_avg"])
+        return loss
+
+    def averaged(self, p: Tensor) -> Tensor:
+        """The averaged value of parameter p (p itself before any averaged step)."""
+        return self.state[p].get("ax", p) if p in self.state else p
+
+    def swap_in(self, params: Iterable[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Give `params` their averaged values; returns what `restore` needs to put their own back."""
+        saved = []
+        for p in {id(p): p for p in params}.values():
+            ax = self.averaged(p)
+            if ax is not p:
+                saved.append((p, p.detach().clone()))
+                p.data.copy_(ax)
+        return saved
+
+    @staticmethod
+    def restore(saved: list[tuple[Tensor, Tensor]]) -> None:
+        for p, value in saved:
+            p.data.copy_(value)
+
+
+def find_nt_asgd(optimizers: Iterable) -> NTASGD | None:
+    """The NTASGD among Lightning's (possibly wrapped) optimizers, if any."""
+    for opt in optimizers:
+        opt = getattr(opt, "optimizer", opt)  # LightningOptimizer wraps the real one
+        if isinstance(opt, NTASGD):
+            return opt
+    return None
+
+
+__all__ = ["NTASGD", "find_nt_asgd"]
