@@ -70,6 +70,7 @@ RULES: dict[str, Rule] = {
     "model.ar_alpha": (_at_least(0), "must be >= 0"),
     "model.tar_beta": (_at_least(0), "must be >= 0"),
     "model.init_range": (_optional(_positive), "must be > 0 or null"),
+    "model.last_hidden_dim": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
     "model.num_heads": (_at_least(1), "must be an integer >= 1"),
     "model.max_len": (_at_least(1), "must be an integer >= 1"),
     "model.memory": (_at_least(0), "must be an integer >= 0"),
@@ -253,14 +254,15 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
             "config: data.tokenizer=bpe needs data.vocab_size (e.g. data.vocab_size=8000)"
         )
     model = full.get("model") or {}
+    out_key = "last_hidden_dim" if model.get("last_hidden_dim") else "hidden_dim"
     if (
         model.get("tie_weights")
         and "hidden_dim" in model
-        and model.get("embedding_dim") != model.get("hidden_dim")
+        and model.get("embedding_dim") != model.get(out_key)
     ):
         raise UserError(
-            f"config: model.tie_weights=true needs model.embedding_dim == model.hidden_dim "
-            f"(got {model.get('embedding_dim')} and {model.get('hidden_dim')}): set them equal or "
+            f"config: model.tie_weights=true needs model.embedding_dim == model.{out_key} "
+            f"(got {model.get('embedding_dim')} and {model.get(out_key)}): set them equal or "
             "model.tie_weights=false"
         )
 

@@ -64,53 +64,55 @@ def _layer_weights(rnn: nn.RNNBase, layer: int) -> list[Tensor]:
     return [getattr(rnn, n) for n in names]
 
 
+Layer = tuple[nn.RNNBase, int]  # a module and the index of one of its layers
+State = Tensor | tuple[Tensor, Tensor]  # one layer's state, (1, B, H) (LSTM: h and c)
+
+
 def run_layers(
-    rnn: nn.RNNBase,
+    layers: list[Layer],
     x: Tensor,
-    hidden: Tensor | tuple[Tensor, Tensor] | None,
+    states: list[State | None],
     between: float,
     locked: bool,
     weight_drop: float,
-) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
-    """`rnn(x, hidden)` computed one layer at a time, with the regularisers of AWD-LSTM.
+) -> tuple[Tensor, list[State]]:
+    """The layers applied in turn to x, with the regularisers of AWD-LSTM; returns the last layer's
+    output and each layer's new state.
 
-    `between`: dropout on each layer's output that feeds the next layer (locked: one mask per sequence,
-    else a fresh mask per element like nn.LSTM's own `dropout`); `weight_drop`: DropConnect on every
-    `weight_hh_l<k>` (a fresh mask per call, shared by all time steps). Both act in training mode only;
-    with both 0 the result equals `rnn(x, hidden)` (same kernels, same weights).
+    `layers` are (module, layer index) pairs: the layers of one multi-layer `nn.LSTM`/`nn.GRU`/`nn.RNN`,
+    or single-layer modules of different sizes. `between`: dropout on each layer's output that feeds the
+    next layer (locked: one mask per sequence, else a fresh mask per element like nn.LSTM's own
+    `dropout`); `weight_drop`: DropConnect on every `weight_hh` (a fresh mask per call, shared by all
+    time steps). Both act in training mode only; with both 0 the result equals the module's own
+    forward (same kernels, same weights).
     """
-    if rnn.bidirectional or getattr(rnn, "proj_size", 0):
-        raise ValueError("run_layers supports unidirectional RNNs without projections")
-    kernel = _KERNELS[rnn.mode]
-    lstm = rnn.mode == "LSTM"
-    batch_first = rnn.batch_first
-    batch = x.size(0 if batch_first else 1)
-    if hidden is None:
-        zeros = x.new_zeros(rnn.num_layers, batch, rnn.hidden_size)
-        hidden = (zeros, zeros) if lstm else zeros
-    training = rnn.training
-    h_out, c_out = [], []
     out = x
-    for k in range(rnn.num_layers):
+    new_states: list[State] = []
+    for n, ((rnn, k), state) in enumerate(zip(layers, states, strict=True)):
+        if rnn.bidirectional or getattr(rnn, "proj_size", 0):
+            raise ValueError("run_layers supports unidirectional RNNs without projections")
+        kernel = _KERNELS[rnn.mode]
+        lstm = rnn.mode == "LSTM"
+        batch_first = rnn.batch_first
+        training = rnn.training
+        if state is None:
+            zeros = out.new_zeros(1, out.size(0 if batch_first else 1), rnn.hidden_size)
+            state = (zeros, zeros) if lstm else zeros
         weights = _layer_weights(rnn, k)
         if training and weight_drop > 0.0:
             weights[1] = F.dropout(weights[1], p=weight_drop, training=True)
         if lstm:
-            hx = (hidden[0][k : k + 1], hidden[1][k : k + 1])
-            out, h, c = kernel(out, hx, weights, rnn.bias, 1, 0.0, training, False, batch_first)
-            c_out.append(c)
+            out, h, c = kernel(out, state, weights, rnn.bias, 1, 0.0, training, False, batch_first)
+            new_states.append((h, c))
         else:
-            out, h = kernel(
-                out, hidden[k : k + 1], weights, rnn.bias, 1, 0.0, training, False, batch_first
-            )
-        h_out.append(h)
-        if k < rnn.num_layers - 1 and training and between > 0.0:
+            out, h = kernel(out, state, weights, rnn.bias, 1, 0.0, training, False, batch_first)
+            new_states.append(h)
+        if n < len(layers) - 1 and training and between > 0.0:
             if locked:
                 out = locked_dropout(out, between, True, time_dim=1 if batch_first else 0)
             else:
                 out = F.dropout(out, between, True)
-    h_n = torch.cat(h_out, 0)
-    return out, ((h_n, torch.cat(c_out, 0)) if lstm else h_n)
+    return out, new_states
 
 
 __all__ = ["embedding_dropout", "locked_dropout", "run_layers"]

@@ -18,12 +18,15 @@ E = embedding size, H = hidden size, L = number of layers.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
 
-# An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H).
-Hidden = Tensor | tuple[Tensor, Tensor]
+# An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
+# different sizes (`last_hidden_dim`) the state is a flat tuple of per-layer (1, B, H_k) tensors:
+# (h_0, c_0, h_1, c_1, ...) for an LSTM, (h_0, h_1, ...) otherwise.
+Hidden = Tensor | tuple[Tensor, ...]
 
 CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
     "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
@@ -56,6 +59,7 @@ class RNNLM(nn.Module):
         ar_alpha: float = 0.0,
         tar_beta: float = 0.0,
         init_range: float | None = None,
+        last_hidden_dim: int | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -67,6 +71,7 @@ class RNNLM(nn.Module):
             ("embedding_dim", embedding_dim),
             ("hidden_dim", hidden_dim),
             ("num_layers", num_layers),
+            ("last_hidden_dim", last_hidden_dim or 1),
         ):
             if value < 1:
                 raise ValueError(f"model.{name}={value} must be >= 1")
@@ -84,16 +89,21 @@ class RNNLM(nn.Module):
                 raise ValueError(f"model.{name}={value} must be >= 0")
         if init_range is not None and init_range <= 0:
             raise ValueError(f"model.init_range={init_range} must be > 0 (or null)")
-        if tie_weights and embedding_dim != hidden_dim:
+        out_dim = last_hidden_dim or hidden_dim  # what the decoder reads
+        if tie_weights and embedding_dim != out_dim:
+            which = "model.last_hidden_dim" if last_hidden_dim else "model.hidden_dim"
             raise ValueError(
-                f"model.tie_weights=true needs model.embedding_dim == model.hidden_dim "
-                f"(got {embedding_dim} and {hidden_dim}): set them equal or set model.tie_weights=false"
+                f"model.tie_weights=true needs model.embedding_dim == {which} "
+                f"(got {embedding_dim} and {out_dim}): set them equal or set model.tie_weights=false"
             )
         rnn_cls, extra = CELLS[cell]
         self.cell = cell
         self.vocab_size = vocab_size
-        self.hidden_dim = hidden_dim
         self.num_layers = num_layers
+        # Layers of different sizes (AWD-LSTM: the last one as wide as the embedding, to tie them).
+        self.split_layers = num_layers > 1 and out_dim != hidden_dim
+        self.hidden_dim = hidden_dim if num_layers > 1 else out_dim
+        self.out_dim = out_dim
         # Variational (locked) dropout as soon as one of its own rates is set; see the module docstring.
         self.locked = dropout_input is not None or dropout_hidden is not None
         self.dropout = dropout
@@ -104,19 +114,26 @@ class RNNLM(nn.Module):
         self.ar_alpha = ar_alpha
         self.tar_beta = tar_beta
         # Layer by layer (same weights, same kernels) when the layers need something between them.
-        self.layerwise = self.locked or weight_drop > 0.0
+        self.layerwise = self.locked or weight_drop > 0.0 or self.split_layers
         self._penalty: Tensor | None = None
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.rnn = rnn_cls(
-            embedding_dim,
-            hidden_dim,
-            num_layers=num_layers,
-            dropout=dropout if num_layers > 1 and not self.layerwise else 0.0,
-            batch_first=True,
-            **extra,
-        )
+        if self.split_layers:
+            sizes = [hidden_dim] * (num_layers - 1) + [out_dim]
+            self.rnns = nn.ModuleList(
+                rnn_cls(n_in, n_out, batch_first=True, **extra)
+                for n_in, n_out in zip([embedding_dim, *sizes[:-1]], sizes, strict=True)
+            )
+        else:
+            self.rnn = rnn_cls(
+                embedding_dim,
+                self.hidden_dim,
+                num_layers=num_layers,
+                dropout=dropout if num_layers > 1 and not self.layerwise else 0.0,
+                batch_first=True,
+                **extra,
+            )
         self.drop = nn.Dropout(dropout)
-        self.decoder = nn.Linear(hidden_dim, vocab_size)
+        self.decoder = nn.Linear(out_dim, vocab_size)
         if tie_weights:
             # One tensor, two uses (Press & Wolf 2017; Inan et al. 2017).
             self.decoder.weight = self.embedding.weight
@@ -134,8 +151,42 @@ class RNNLM(nn.Module):
 
     def init_hidden(self, batch_size: int) -> Hidden:
         weight = self.decoder.weight
+        if self.split_layers:
+            states = []
+            for rnn, _ in self._layers():
+                h = weight.new_zeros(1, batch_size, rnn.hidden_size)
+                states += [h, h.clone()] if self.cell == "lstm" else [h]
+            return tuple(states)
         h = weight.new_zeros(self.num_layers, batch_size, self.hidden_dim)
         return (h, h.clone()) if self.cell == "lstm" else h
+
+    def _layers(self) -> list[tuple[nn.RNNBase, int]]:
+        if self.split_layers:
+            return [(rnn, 0) for rnn in self.rnns]
+        return [(self.rnn, k) for k in range(self.num_layers)]
+
+    def _run_layers(self, x: Tensor, hidden: Hidden | None, locked: bool) -> tuple[Tensor, Hidden]:
+        """The recurrent layers one at a time (see regularization.run_layers), state packed as usual."""
+        lstm = self.cell == "lstm"
+        n = self.num_layers
+        if hidden is None:
+            states: list = [None] * n
+        elif self.split_layers:
+            states = (
+                [(hidden[2 * k], hidden[2 * k + 1]) for k in range(n)] if lstm else list(hidden)
+            )
+        elif lstm:
+            states = [(hidden[0][k : k + 1], hidden[1][k : k + 1]) for k in range(n)]
+        else:
+            states = [hidden[k : k + 1] for k in range(n)]
+        out, new = run_layers(
+            self._layers(), x, states, self.dropout_hidden, locked, self.weight_drop
+        )
+        if self.split_layers:
+            return out, tuple(t for state in new for t in (state if lstm else (state,)))
+        if lstm:
+            return out, (torch.cat([h for h, _ in new]), torch.cat([c for _, c in new]))
+        return out, torch.cat(new)
 
     def features(self, x: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
         """x (B, T) token ids -> last layer's outputs after dropout (B, T, H), new hidden state."""
@@ -147,14 +198,10 @@ class RNNLM(nn.Module):
             out = self.drop(raw)
         elif self.locked:
             emb = locked_dropout(emb, self.dropout_input, self.training)
-            raw, hidden = run_layers(
-                self.rnn, emb, hidden, self.dropout_hidden, True, self.weight_drop
-            )
+            raw, hidden = self._run_layers(emb, hidden, locked=True)
             out = locked_dropout(raw, self.dropout, self.training)
-        else:  # weight drop with the classic element-wise dropout
-            raw, hidden = run_layers(
-                self.rnn, self.drop(emb), hidden, self.dropout_hidden, False, self.weight_drop
-            )
+        else:  # weight drop or layers of different sizes, with the classic element-wise dropout
+            raw, hidden = self._run_layers(self.drop(emb), hidden, locked=False)
             out = self.drop(raw)
         if self.training and (self.ar_alpha or self.tar_beta):
             # AR on the dropped output, TAR on the raw output's step-to-step change (AWD-LSTM).
