@@ -16,6 +16,8 @@ Models"), written for today's PyTorch: plain functions over tensors, no wrapper 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,6 +29,14 @@ _KERNELS = {
     "RNN_TANH": torch._VF.rnn_tanh,
     "RNN_RELU": torch._VF.rnn_relu,
 }
+
+
+# cuDNN copies the weights of a layer run this way into one buffer at every call (it must anyway: the
+# dropped matrix is new at every call) and warns about it once; measured on an H200, weight drop costs
+# 2-6% over the plain nn.LSTM/nn.GRU call (2 x 650, batch 20, bptt 70). The warning says nothing actionable.
+warnings.filterwarnings(
+    "ignore", message="RNN module weights are not part of single contiguous chunk of memory"
+)
 
 
 def locked_dropout(x: Tensor, p: float, training: bool, time_dim: int = 1) -> Tensor:
