@@ -6,7 +6,7 @@ STAMP := $(VENV)/.install.stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train report test test-slow lint format tensorboard clean
+.PHONY: help install train report test test-slow lint format tensorboard clean bench-quality
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ report: install ## compare a multirun's jobs: RUN=outputs/train/multiruns/<times
 	@test -n "$(RUN)" || { echo "error: say which multirun: make report RUN=outputs/train/multiruns/<timestamp> (or RUN=latest)" >&2; exit 2; }
 	$(PY) src/report.py "$(RUN)"
 
+bench-quality: install ## quality in a time budget (about 55 min on 2 cores): word 15 min x 2, char 20 min -> docs/quality.md; ARGS="--quick" for a smoke run
+	$(PY) bench/quality.py $(ARGS)
+
 test: install ## run the default test suite (slow tests excluded)
 	$(PY) -m pytest $(ARGS)
 
@@ -35,12 +38,12 @@ test-slow: install ## run only the slow tests
 	$(PY) -m pytest -m slow $(ARGS)
 
 lint: install ## ruff check and format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 format: install ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
 
 tensorboard: install ## serve outputs/ in TensorBoard on http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006
