@@ -83,7 +83,7 @@ class LMDataModule(L.LightningDataModule):
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> Tokenizer:
         """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
-        if self.tokenizer is not None:
+        if self.tokenizer is not None and self.ids:
             return self.tokenizer
         corpus = load_corpus(self.path, self.encoding_errors)
         if self._given_tokenizer is not None:
@@ -166,6 +166,11 @@ class LMDataModule(L.LightningDataModule):
                 )
                 stream = shard(stream, rank, world)
             self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
+
+    def teardown(self, stage: str | None = None) -> None:
+        # Close the memory-mapped token files now rather than whenever the Trainer <-> DataModule
+        # reference cycle is collected: a sweep of many jobs in one process must not pile them up.
+        self.ids = {}
 
     def resume_train_at(self, window: int) -> None:
         """The next pass over the training split starts at `window` (resuming mid-epoch)."""
