@@ -62,15 +62,14 @@ def prepare_argv(config_name: str = "train") -> None:
     """
     from rnnlm.config_check import validate_overrides
 
-    args = sys.argv[1:]
-    if config_name == "train":
-        from rnnlm.training.resume import resume_argv
-
-        args = sys.argv[1:] = resume_argv(args)
-    if any(a.startswith("-") for a in args):
-        return
     try:
-        validate_overrides(config_name, CONF_DIR, args)
+        args = sys.argv[1:]
+        if config_name == "train":
+            from rnnlm.training.resume import resume_argv
+
+            args = sys.argv[1:] = resume_argv(args)
+        if not any(a.startswith("-") for a in args):
+            validate_overrides(config_name, CONF_DIR, args)
     except UserError as err:
         if os.environ.get("RNNLM_DEBUG"):
             raise
