@@ -253,7 +253,7 @@ class LanguageModel:
         context: str,
         candidates: Sequence[str],
         normalize: bool = False,
-        batch_size: int = 64,
+        max_batch_tokens: int = 8192,
     ) -> list[Ranked]:
         """Candidate continuations of `context`, most likely first.
 
@@ -267,6 +267,8 @@ class LanguageModel:
         running text: characters are appended as they are (put the space in the context or the
         candidate: `rank("To be or not to ", ["be", "go"])`); words are separated by whitespace.
         A candidate that ends with a line break is scored with its `<eos>` (word level).
+        The context is read once; the candidates go through in batches of similar length, at most
+        `max_batch_tokens` padded tokens each.
         """
         if isinstance(candidates, str) or not candidates:
             raise UserError("candidates must be a non-empty list of strings")
@@ -284,21 +286,33 @@ class LanguageModel:
         self.model.eval()
         logits, hidden = self.model(torch.tensor([ctx_ids], device=self.device))
         first = logits[0, -1].float().log_softmax(-1)  # (V,) the distribution after the context
-        totals: list[float] = []
-        for start in range(0, len(cand_ids), batch_size):
-            chunk = cand_ids[start : start + batch_size]
-            lengths = torch.tensor([len(c) for c in chunk], device=self.device)
-            y = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long, device=self.device)
-            for row, ids in enumerate(chunk):
-                y[row, : len(ids)] = torch.tensor(ids)
+        totals = [0.0] * len(cand_ids)
+        by_length = sorted(range(len(cand_ids)), key=lambda i: len(cand_ids[i]))
+        start = 0
+        while start < len(by_length):
+            longest = len(cand_ids[by_length[start]])
+            stop = start + 1
+            while stop < len(by_length):  # grow the batch while it fits the token budget
+                longest_next = len(cand_ids[by_length[stop]])
+                if (stop - start + 1) * longest_next > max_batch_tokens:
+                    break
+                longest, stop = longest_next, stop + 1
+            idx = by_length[start:stop]
+            start = stop
+            lengths = torch.tensor([len(cand_ids[i]) for i in idx], device=self.device)
+            y = torch.zeros(len(idx), longest, dtype=torch.long, device=self.device)
+            for row, i in enumerate(idx):
+                y[row, : len(cand_ids[i])] = torch.tensor(cand_ids[i])
             logp = first[y[:, :1]]  # (N, 1): each candidate's first token
-            if y.size(1) > 1:
+            if longest > 1:
                 # Every candidate continues the same state: the context is read once.
-                out, _ = self.model(y[:, :-1], _repeat_hidden(hidden, len(chunk)))  # (N, L-1, V)
-                rest = out.float().log_softmax(-1).gather(-1, y[:, 1:, None]).squeeze(-1)
+                out, _ = self.model(y[:, :-1], _repeat_hidden(hidden, len(idx)))  # (N, L-1, V)
+                target = out.gather(-1, y[:, 1:, None]).squeeze(-1).float()
+                rest = target - out.float().logsumexp(-1)  # log-softmax at the targets only
                 logp = torch.cat([logp, rest], dim=1)  # (N, L)
-            mask = torch.arange(y.size(1), device=self.device)[None, :] < lengths[:, None]
-            totals.extend((logp * mask).sum(1).tolist())
+            mask = torch.arange(longest, device=self.device)[None, :] < lengths[:, None]
+            for i, total in zip(idx, (logp * mask).sum(1).tolist(), strict=True):
+                totals[i] = total
         if was_training:
             self.model.train()
         rows = [
