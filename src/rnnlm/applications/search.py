@@ -51,7 +51,9 @@ class Hit:
     passage: Passage
 
 
-def split_passages(text: str, split: str = "paragraph", min_chars: int = 1) -> list[tuple[int, str]]:
+def split_passages(
+    text: str, split: str = "paragraph", min_chars: int = 1
+) -> list[tuple[int, str]]:
     """(1-based first line, passage) pairs: every non-blank line (`split="line"`), or every block of
     lines between blank lines (`split="paragraph"`). Lines are stripped of surrounding whitespace;
     passages shorter than `min_chars` characters are left out."""
@@ -82,12 +84,16 @@ def corpus_files(corpus: str | Path) -> tuple[Path, list[Path]]:
     """(root folder, files): a file alone, or every `*.txt` under a folder (sorted)."""
     path = Path(corpus).expanduser()
     if not path.exists():
-        raise UserError(f"corpus={corpus} does not exist: pass a text file or a folder of .txt files")
+        raise UserError(
+            f"corpus={corpus} does not exist: pass a text file or a folder of .txt files"
+        )
     if path.is_file():
         return path.parent.resolve(), [path.resolve()]
     files = sorted(p.resolve() for p in path.rglob("*.txt") if p.is_file())
     if not files:
-        raise UserError(f"corpus={corpus} is a folder without .txt files: pass a text file or a folder of them")
+        raise UserError(
+            f"corpus={corpus} is a folder without .txt files: pass a text file or a folder of them"
+        )
     return path.resolve(), files
 
 
@@ -109,7 +115,11 @@ def read_passages(
     if not passages:
         raise UserError(
             f"corpus={corpus} has no passages: its files are empty"
-            + (f" or hold none of at least min_chars={min_chars} characters" if min_chars > 1 else "")
+            + (
+                f" or hold none of at least min_chars={min_chars} characters"
+                if min_chars > 1
+                else ""
+            )
         )
     return passages, h.hexdigest()
 
@@ -199,7 +209,7 @@ class SearchIndex:
         if top_k < 1:
             raise UserError(f"top_k={top_k} must be >= 1")
         if not query.strip():
-            raise UserError("query is empty: pass query=\"some words\"")
+            raise UserError('query is empty: pass query="some words"')
         q = self.lm.embed([query.strip()], pooling=self.pooling)[0]
         scores = self.embeddings @ q  # (N,)
         k = min(top_k, len(self.passages))
@@ -237,10 +247,14 @@ def search(cfg: DictConfig) -> list[Hit]:
         rebuild=bool(cfg.rebuild),
     )
     how = (
-        f"built in {time.perf_counter() - t0:.1f} s" if index.built else "reused (corpus and model unchanged)"
+        f"built in {time.perf_counter() - t0:.1f} s"
+        if index.built
+        else "reused (corpus and model unchanged)"
     )
     where = index.path if index.path is not None else "not cached"
-    print(f"index: {len(index)} passages ({cfg.split}s), {how}: {where}", file=sys.stderr, flush=True)
+    print(
+        f"index: {len(index)} passages ({cfg.split}s), {how}: {where}", file=sys.stderr, flush=True
+    )
     hits = index.search(str(cfg.query), top_k=int(cfg.top_k))
     print(format_hits(hits, int(cfg.max_chars)), flush=True)
     return hits
