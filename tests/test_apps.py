@@ -422,3 +422,33 @@ def test_bm25_and_topk_accuracy() -> None:
     assert Counter(word_counts("a a b c, d's o'er x1")) == Counter(
         {"a": 2, "b": 1, "d's": 1, "o'er": 1}
     )
+
+
+# -- docs/how-it-works.md: the cell equations are the ones torch computes ----------------------------
+def test_cell_equations_of_how_it_works_match_torch() -> None:
+    torch.manual_seed(0)
+    e_dim, h_dim, steps = 5, 4, 6
+    x = torch.randn(1, steps, e_dim)
+    sig = torch.sigmoid
+    for cell in ("rnn", "lstm", "gru"):
+        m = RNNLM(10, cell=cell, embedding_dim=e_dim, hidden_dim=h_dim, num_layers=1).rnn
+        w_ih, w_hh, b_ih, b_hh = m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0
+        h, c = torch.zeros(h_dim), torch.zeros(h_dim)
+        outs = []
+        for t in range(steps):
+            e = x[0, t]
+            a_i, a_h = w_ih @ e + b_ih, w_hh @ h + b_hh
+            if cell == "rnn":
+                h = torch.tanh(a_i + a_h)
+            elif cell == "lstm":  # stacked i, f, g, o
+                i, f, g, o = (a_i + a_h).chunk(4)
+                c = sig(f) * c + sig(i) * torch.tanh(g)
+                h = sig(o) * torch.tanh(c)
+            else:  # stacked r, z, n; the reset gate multiplies W_hn h + b_hn
+                (ir, iz, in_), (hr, hz, hn) = a_i.chunk(3), a_h.chunk(3)
+                r, z = sig(ir + hr), sig(iz + hz)
+                n = torch.tanh(in_ + r * hn)
+                h = (1 - z) * n + z * h
+            outs.append(h)
+        expected, _ = m(x)
+        assert torch.allclose(torch.stack(outs), expected[0], atol=1e-6), cell
