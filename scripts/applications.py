@@ -119,9 +119,7 @@ def retrieval(lm: LanguageModel, text: str, mode: str, args: argparse.Namespace)
     if not args.no_lm_scoring:
         t0 = time.perf_counter()
         scores = pmi_scores(lm, passages, items, SEPARATOR[mode])
-        rows["model likelihood, log p(next | passage) - log p(next)"] = accuracy(
-            scores, time.perf_counter() - t0
-        )
+        rows["model likelihood (PMI)"] = accuracy(scores, time.perf_counter() - t0)
     rows["chance"] = {"top1": 1 / args.candidates, "top5": 5 / args.candidates, "seconds": 0.0}
     return {
         "passages": len(passages),
