@@ -108,6 +108,20 @@ def _generate(cfg: DictConfig) -> list[str]:
     return generate(cfg)
 
 
+def _search(cfg: DictConfig) -> list:
+    from rnnlm.applications.search import search
+
+    return search(cfg)
+
+
+def _rank(cfg: DictConfig) -> list:
+    from rnnlm.applications.rank import rank
+
+    return rank(cfg)
+
+
 train_cli = hydra_entry(_train, "train")
 eval_cli = hydra_entry(_evaluate, "eval")
 generate_cli = hydra_entry(_generate, "generate")
+search_cli = hydra_entry(_search, "search")
+rank_cli = hydra_entry(_rank, "rank")
