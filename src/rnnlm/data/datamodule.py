@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from rnnlm.data.cache import TokenCache, cache_key
+from rnnlm.data.cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.layout import Windows, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
@@ -75,7 +76,9 @@ class LMDataModule(L.LightningDataModule):
                 "max_vocab": self.max_vocab,
             }
         key = cache_key(corpus.fingerprint, spec)
-        tok, ids, meta, hit = self.cache.get_or_build(key, lambda: self._tokenize(corpus))
+        tok, ids, meta, hit = self.cache.get_or_build(
+            key, lambda folder: self._tokenize(corpus, folder)
+        )
         self.tokenizer, self.ids, self.meta = tok, ids, meta
         log.info(
             "data: %s, %s tokenizer, vocabulary %d, tokens %s%s",
@@ -93,23 +96,28 @@ class LMDataModule(L.LightningDataModule):
         for split in splits:
             check_fits(len(self.ids[split]), self._split_batch(split), self.bptt, split)
 
-    def _tokenize(self, corpus: Corpus) -> tuple[Tokenizer, dict[str, np.ndarray], dict]:
-        texts = {s: corpus.read(s) for s in SPLITS}
+    def _tokenize(self, corpus: Corpus, folder: Path) -> tuple[Tokenizer, dict]:
+        """Build the vocabulary (one pass over train) and write each split's ids to `folder`.
+
+        The text streams through in pieces of a few MB, so memory stays bounded whatever the corpus
+        size; the ids go straight to `<split>.npy`.
+        """
         tok = self._given_tokenizer or train_tokenizer(
-            self.tokenizer_kind, texts["train"], self.min_freq, self.max_vocab
+            self.tokenizer_kind, corpus.pieces("train"), self.min_freq, self.max_vocab
         )
-        ids, unknown = {}, {}
-        for split, text in texts.items():
-            encoded, unknown[split] = tok.encode_with_unknowns(text)
-            ids[split] = np.asarray(encoded, dtype=np.int32)
-            if ids[split].size == 0:
+        tokens, unknown = {}, {}
+        for split in SPLITS:
+            unknown[split] = 0
+            with IdsWriter(folder / f"{split}.npy") as writer:
+                for piece in corpus.pieces(split):
+                    ids, missing = tok.encode_array(piece)
+                    writer.write(ids)
+                    unknown[split] += missing
+            tokens[split] = writer.count
+            if writer.count == 0:
                 raise ValueError(f"the {split} split has no tokens: every split needs text")
-        meta = {
-            "corpus": corpus.name,
-            "tokens": {s: int(a.size) for s, a in ids.items()},
-            "unknown": unknown,
-        }
-        return tok, ids, meta
+        meta = {"corpus": corpus.name, "tokens": tokens, "unknown": unknown}
+        return tok, meta
 
     def _split_batch(self, split: str) -> int:
         return self.batch_size if split == "train" else self.eval_batch_size
@@ -133,7 +141,8 @@ class LMDataModule(L.LightningDataModule):
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
         for split in SPLITS:
-            stream = torch.from_numpy(np.array(self.ids[split], dtype=np.int64))
+            # The cached int32 ids, memory-mapped: no copy of the corpus; windows widen one at a time.
+            stream = torch.from_numpy(self.ids[split])
             if world > 1:
                 n = len(stream) // world
                 log.info(

@@ -120,7 +120,9 @@ def linear_cross_entropy(
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r}: use 'mean' or 'sum'")
     if h.dim() != 2 or target.shape != h.shape[:1]:
-        raise ValueError(f"expected h (N, H) and target (N,), got {tuple(h.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"expected h (N, H) and target (N,), got {tuple(h.shape)} and {tuple(target.shape)}"
+        )
     n = h.size(0)
     scale = 1.0 / n if reduction == "mean" and n else 1.0
     rows = chunk_rows(n, weight.size(0), chunk_elements)
@@ -133,7 +135,9 @@ def linear_cross_entropy(
     return _nll_no_grad(h, weight, bias, target, rows) * scale
 
 
-def _nll_no_grad(h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, rows: int) -> Tensor:
+def _nll_no_grad(
+    h: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor, rows: int
+) -> Tensor:
     """Summed cross-entropy without gradients (evaluation): log-softmax of one chunk at a time."""
     n = h.size(0)
     wt = weight.t()

@@ -11,16 +11,28 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor
 
 from rnnlm.checkpoint import FORMAT
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
+from rnnlm.errors import UserError
 from rnnlm.models import detach_hidden, num_parameters
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
 
 STAGES = ("train", "val", "test")
+# Optimisers that take the sparse gradient of `model.sparse_embedding=true`.
+SPARSE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adagrad, torch.optim.SparseAdam)
+
+
+def _check_sparse_support(optimizer: torch.optim.Optimizer) -> None:
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, SPARSE_OPTIMIZERS) or optimizer.defaults.get("fused"):
+        raise UserError(
+            f"model.sparse_embedding=true gives the embedding a sparse gradient, which {name}"
+            f"{' (fused)' if optimizer.defaults.get('fused') else ''} cannot take: use optim=sgd "
+            "(without fused) or set model.sparse_embedding=false"
+        )
 
 
 class LMModule(L.LightningModule):
@@ -38,10 +50,14 @@ class LMModule(L.LightningModule):
         scheduler: dict | None = None,
         tokenizer: Tokenizer | None = None,
         config: dict | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "config"], logger=False)
         self.model = instantiate(model, vocab_size=vocab_size)
+        # `compile=true`: torch.compile the forward + loss (the model's own modules and weights are
+        # untouched, so checkpoints are the same); the first steps pay for the compilation.
+        self._nll = torch.compile(self.model.nll) if compile else self.model.nll
         self.tokenizer = tokenizer
         self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
         self.char_level = tokenizer is not None and tokenizer.kind == "char"
@@ -59,17 +75,22 @@ class LMModule(L.LightningModule):
 
     # -- the step ------------------------------------------------------------------------------------
     def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        """The window's loss (mean per token when training, summed otherwise) and its token count.
+
+        The model computes the loss itself (`RNNLM.nll`): with the full softmax that is the fused,
+        chunked linear + cross-entropy, which never builds the (B*T, V) logits.
+        """
         x, y = batch  # (B, T) inputs and targets
-        logits, hidden = self.model(x, self.hidden[stage])  # (B, T, V)
+        reduction = "mean" if stage == "train" else "sum"
+        loss, hidden = self._nll(x, y, self.hidden[stage], reduction)
         self.hidden[stage] = detach_hidden(hidden)
-        nll_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
         n = y.numel()
+        nll_sum = loss.detach() * n if reduction == "mean" else loss
         self.mean_loss[f"{stage}_"].update(nll_sum, n)
-        return nll_sum, n
+        return loss, n
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        nll_sum, n = self._step("train", batch)
-        loss = nll_sum / n
+        loss, n = self._step("train", batch)
         self.tokens_seen += n * self.trainer.world_size
         self.tokens_trained_here += n * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
@@ -121,6 +142,8 @@ class LMModule(L.LightningModule):
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optim, params=self.parameters())
+        if self.model.embedding.sparse:
+            _check_sparse_support(optimizer)
         sched_cfg = dict(self.hparams.scheduler or {})
         if not sched_cfg:
             return optimizer

@@ -27,7 +27,16 @@ from rnnlm.training.resume import find_resume, load_run_config
 log = logging.getLogger(__name__)
 
 # Overrides that say where or how to run, not what is trained: left out of TensorBoard run names.
-_NOT_IN_RUN_NAME = ("hydra.", "paths.", "resume", "trainer", "callbacks", "logger", "debug")
+_NOT_IN_RUN_NAME = (
+    "hydra.",
+    "paths.",
+    "resume",
+    "trainer",
+    "callbacks",
+    "logger",
+    "debug",
+    "compile",
+)
 
 
 def run_name(overrides: list[str]) -> str:
@@ -141,6 +150,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         vocab_size=tokenizer.vocab_size,
         tokenizer=tokenizer,
         config=config,
+        compile=bool(cfg.get("compile", False)),
     )
     log.info("model: %s, %s parameters", cfg.model.cell, f"{module.num_parameters:,}")
     record.update(num_parameters=module.num_parameters)
