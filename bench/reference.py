@@ -227,17 +227,24 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=10, help="steps not timed")
     parser.add_argument("--seed", type=int, default=COMMON["seed"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the example's --cuda)")
+    parser.add_argument("--batch-size", type=int, default=0, help="columns (0: the config's)")
     parser.add_argument("--eval", action="store_true", help="validation perplexity after training")
+    parser.add_argument(
+        "--eval-windows", type=int, default=0, help="score only this many validation windows"
+    )
     parser.add_argument("--json", default=None, help="write the results to this file")
     cli = parser.parse_args(argv)
     args = argparse.Namespace(**{**COMMON, **CONFIGS[cli.config]})
     args.seed = cli.seed
+    if cli.batch_size:
+        args.batch_size = cli.batch_size
     if cli.threads:
         torch.set_num_threads(cli.threads)
 
     # Set the random seed manually for reproducibility.
     torch.manual_seed(args.seed)
-    device = torch.device("cpu")
+    device = torch.device(cli.device)
 
     t0 = time.perf_counter()
     corpus = Corpus(cli.data, chars=args.tokens == "char")
@@ -265,6 +272,8 @@ def main(argv=None):
     )
     if cli.eval:
         t1 = time.perf_counter()
+        if cli.eval_windows:  # a quick check only: the first windows of the validation split
+            val_data = val_data[: cli.eval_windows * args.bptt + 1]
         val_loss = evaluate(model, criterion, val_data, args.eval_batch_size, args.bptt)
         result.update(
             val_loss=val_loss,

@@ -13,7 +13,12 @@ from torch.utils.data import DataLoader
 from rnnlm.data.cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.layout import Windows, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus
-from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
+from rnnlm.data.tokenizers import (
+    Tokenizer,
+    WordTokenizer,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +107,29 @@ class LMDataModule(L.LightningDataModule):
         The text streams through in pieces of a few MB, so memory stays bounded whatever the corpus
         size; the ids go straight to `<split>.npy`.
         """
-        tok = self._given_tokenizer or train_tokenizer(
-            self.tokenizer_kind, corpus.pieces("train"), self.min_freq, self.max_vocab
-        )
         tokens, unknown = {}, {}
-        for split in SPLITS:
+        splits = list(SPLITS)
+        tok = self._given_tokenizer
+        if tok is None and self.tokenizer_kind == "word":
+            # One pass over the training text: vocabulary and (provisional) ids together.
+            raw = folder / "train.provisional.npy"
+            with IdsWriter(raw) as writer:
+                tok, remap, unknown["train"] = WordTokenizer.train_and_encode(
+                    corpus.pieces("train"), writer.write, self.min_freq, self.max_vocab
+                )
+            provisional = np.load(raw, mmap_mode="r")
+            with IdsWriter(folder / "train.npy") as writer:
+                for start in range(0, len(provisional), 1 << 22):
+                    writer.write(remap[provisional[start : start + (1 << 22)]])
+            tokens["train"] = writer.count
+            del provisional
+            raw.unlink()
+            splits.remove("train")
+        elif tok is None:
+            tok = train_tokenizer(
+                self.tokenizer_kind, corpus.pieces("train"), self.min_freq, self.max_vocab
+            )
+        for split in splits:
             unknown[split] = 0
             with IdsWriter(folder / f"{split}.npy") as writer:
                 for piece in corpus.pieces(split):
@@ -114,7 +137,8 @@ class LMDataModule(L.LightningDataModule):
                     writer.write(ids)
                     unknown[split] += missing
             tokens[split] = writer.count
-            if writer.count == 0:
+        for split in SPLITS:
+            if tokens[split] == 0:
                 raise ValueError(f"the {split} split has no tokens: every split needs text")
         meta = {"corpus": corpus.name, "tokens": tokens, "unknown": unknown}
         return tok, meta

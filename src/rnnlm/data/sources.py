@@ -59,18 +59,18 @@ class Corpus:
                 h.update(f"{split}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
 
-    def pieces(self, split: str, piece_bytes: int = PIECE_BYTES) -> Iterator[str]:
+    def pieces(self, split: str, piece_bytes: int | None = None) -> Iterator[str]:
         """The split's text in pieces of about `piece_bytes` that each end a line (or the text).
 
         Concatenated they are `read(split)`; a corpus of any size streams through in bounded memory.
         Raises CorpusError, like `read`, if the split holds no text but whitespace.
         """
+        piece_bytes = max(piece_bytes or PIECE_BYTES, 1)
         if self.clean:  # the bundled plays: small, normalised in memory
             text = self.read(split)
-            step = max(piece_bytes, 1)
             start = 0
             while start < len(text):
-                cut = text.find("\n", start + step)
+                cut = text.find("\n", start + piece_bytes)
                 stop = len(text) if cut < 0 else cut + 1
                 yield text[start:stop]
                 start = stop

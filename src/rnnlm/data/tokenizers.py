@@ -10,9 +10,9 @@ dictionary lookup each. Nothing holds a Python object per token of the whole cor
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
-from itertools import repeat
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from itertools import count, repeat
 
 import numpy as np
 
@@ -142,6 +142,51 @@ class WordTokenizer(Tokenizer):
         cls, text: str | Iterable[str], min_freq: int = 1, max_vocab: int | None = None
     ) -> WordTokenizer:
         """The vocabulary of `text` (one string, or an iterable of pieces that each end a line)."""
+        cls._check_limits(min_freq, max_vocab)
+        counts: Counter[str] = Counter()
+        for piece in [text] if isinstance(text, str) else text:
+            counts.update(cls._split(piece))
+        return cls.from_counts(counts, min_freq, max_vocab)
+
+    @classmethod
+    def train_and_encode(
+        cls,
+        pieces: Iterable[str],
+        write: Callable[[np.ndarray], None],
+        min_freq: int = 1,
+        max_vocab: int | None = None,
+    ) -> tuple[WordTokenizer, np.ndarray, int]:
+        """Build the vocabulary of a training text and encode it in the same single pass.
+
+        Each word gets a provisional id the first time it is seen (one C-level dictionary operation per
+        token, the pass's whole cost); `write` receives the provisional ids piece by piece. Returns the
+        tokenizer, `remap`, the int32 array provisional id -> final id (`<unk>` for words left out by
+        `min_freq`/`max_vocab`), with which the caller maps what it wrote (`remap[ids]`), and the number
+        of tokens left out that way.
+        """
+        cls._check_limits(min_freq, max_vocab)
+        provisional: defaultdict[str, int] = defaultdict(count().__next__)
+        lookup = provisional.__getitem__  # a new word takes the next id
+        seen = np.zeros(0, dtype=np.int64)
+        for piece in pieces:
+            words = cls._split(piece)
+            ids = np.fromiter(map(lookup, words), dtype=np.int32, count=len(words))
+            write(ids)
+            counts = np.bincount(ids, minlength=len(provisional))
+            counts[: len(seen)] += seen
+            seen = counts
+        words = list(provisional)  # in provisional-id order
+        tok = cls.from_counts(dict(zip(words, seen.tolist(), strict=True)), min_freq, max_vocab)
+        remap = np.fromiter(
+            map(tok.stoi.get, words, repeat(MISSING)), dtype=np.int32, count=len(words)
+        )
+        missing = remap == MISSING
+        unknown = int(seen[missing].sum())
+        remap[missing] = tok.unk_id
+        return tok, remap, unknown
+
+    @staticmethod
+    def _check_limits(min_freq: int, max_vocab: int | None) -> None:
         if min_freq < 1:
             raise ValueError(f"data.min_freq={min_freq} must be >= 1")
         if max_vocab is not None and max_vocab < 3:
@@ -149,11 +194,13 @@ class WordTokenizer(Tokenizer):
                 f"data.max_vocab={max_vocab} leaves no room for words: it must be >= 3 "
                 f"({UNK}, {EOS} and at least one word) or null for no limit"
             )
-        counts: Counter[str] = Counter()
-        for piece in [text] if isinstance(text, str) else text:
-            counts.update(cls._split(piece))
-        counts.pop(UNK, None)
-        counts.pop(EOS, None)
+
+    @classmethod
+    def from_counts(
+        cls, counts: dict[str, int], min_freq: int = 1, max_vocab: int | None = None
+    ) -> WordTokenizer:
+        """`<unk>`, `<eos>`, then the words seen at least `min_freq` times, most frequent first."""
+        counts = {w: c for w, c in counts.items() if w not in (UNK, EOS)}
         # Most frequent first, ties broken alphabetically, so the vocabulary is deterministic.
         words = [
             w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_freq

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 # Floats per chunk of logits: 2M (8 MB) keeps a chunk, the weight and its gradient in a 32 MB L3.
 CHUNK_ELEMENTS = 1 << 21
@@ -96,9 +97,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return (total * scale).to(h.dtype)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        grads = ctx.grads
-        ctx.grads = None  # the graph is freed after backward; so are these
+        grads = ctx.grads  # freed with the graph
         if not _is_one(grad_out):
             grads = tuple(None if g is None else g * grad_out for g in grads)
         return (*grads, None, None, None)

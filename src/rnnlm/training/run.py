@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlm.cli import CONF_DIR
 from rnnlm.config_check import validate_overrides
 from rnnlm.errors import UserError
+from rnnlm.training.callbacks import TokensPerSecond
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
@@ -187,11 +188,24 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         test_ppl=test_ppl,
         tokens_seen=module.tokens_seen,
         tokens_per_sec=module.tokens_trained_here / train_time if train_time > 0 else math.nan,
+        **_steady_throughput(trainer),
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
     )
     _print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
+
+
+def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
+    """Training tokens/s after the warm-up steps, validation left out (from the TokensPerSecond callback)."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, TokensPerSecond) and cb.steady_steps:
+            return {
+                "steady_tokens_per_sec": cb.steady_tokens_per_sec,
+                "steady_steps": cb.steady_steps,
+                "warmup_steps": cb.warmup_steps,
+            }
+    return {}
 
 
 def _print_summary(
