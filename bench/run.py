@@ -247,7 +247,7 @@ def run_child(
 
 
 def run_reference(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: str) -> dict:
-    out = args.out / "runs" / f"{case.name}-reference-{tag}"
+    out = args.runs / f"{case.name}-reference-{tag}"
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
@@ -300,7 +300,7 @@ def rnnlm_cmd(
 
 
 def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: str) -> dict:
-    out = args.out / "runs" / f"{case.name}-rnnlm-{tag}"
+    out = args.runs / f"{case.name}-rnnlm-{tag}"
     shutil.rmtree(out, ignore_errors=True)
     extra = [
         f"seed={seed}",
@@ -320,7 +320,7 @@ def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: 
     return {"tokens_per_sec": r["steady_tokens_per_sec"], "val_ppl": r.get("best_val_ppl")}
 
 
-def bench_case(case: Case, args: argparse.Namespace, peak: float) -> dict:
+def bench_case(case: Case, args: argparse.Namespace) -> dict:
     data = corpus_dir(case.corpus, args.work, args.quick)
     args.steps = case.quick_steps if args.quick else case.steps
     args.warmup = case.quick_warmup if args.quick else case.warmup
@@ -356,8 +356,6 @@ def bench_case(case: Case, args: argparse.Namespace, peak: float) -> dict:
         "ratio_median": ratio,
         "target": case.target,
         "flops_per_token": fpt,
-        "reference_peak_frac": fpt * statistics.median(ref_tps) / (peak * 1e9),
-        "rnnlm_peak_frac": fpt * statistics.median(our_tps) / (peak * 1e9),
         "reference_val_ppl": ref_ppl,
         "rnnlm_val_ppl": our_ppl,
         "ppl_diff": our_ppl / ref_ppl - 1,
@@ -374,7 +372,7 @@ def bench_adaptive(args: argparse.Namespace, zipf: Path) -> dict:
     for r in range(args.rounds):
         for softmax in ("full", "adaptive"):
             n, w = steps[softmax]
-            out = args.out / "runs" / f"zipf-{softmax}-r{r + 1}"
+            out = args.runs / f"zipf-{softmax}-r{r + 1}"
             shutil.rmtree(out, ignore_errors=True)
             extra = [
                 f"model.softmax={softmax}",
@@ -423,7 +421,7 @@ def bench_tokenize(args: argparse.Namespace, zipf: Path) -> dict:
         res = {}
         for attempt in ("first", "second"):
             log(f"tokenise {size_mb:.0f} MB, {kind} level, {attempt} run [load {loadavg()}]")
-            logf = args.out / "runs" / f"tokenize-{kind}-{attempt}.txt"
+            logf = args.runs / f"tokenize-{kind}-{attempt}.txt"
             cmd = [sys.executable, "-c", DATA_SETUP, str(zipf), kind, str(cache)]
             usage = run_child(cmd, logf, env={"PYTHONPATH": str(ROOT / "src")})
             out = json.loads(logf.read_text().strip().splitlines()[-1])
@@ -461,9 +459,17 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines += [
         f"Load average (1, 5, 15 min) at start: {results['load_start']}; at end: {results['load_end']}  ",
         f"Measured {results['peak_dtype']} matrix-multiply peak: {results['peak_gflops']:.0f} GFLOP/s "
-        f"(best of repeated {'2048' if args.device == 'cpu' else '8192'}-square products, this run)",
+        f"(best of repeated {'2048' if args.device == 'cpu' else '8192'}-square products, this run)"
+        + (
+            f"; float32: {results['peak_gflops_fp32']:.0f} GFLOP/s (the reference computes in float32, "
+            "rnnlm in bf16 mixed precision: each side's fraction is of its own precision's peak)"
+            if "peak_gflops_fp32" in results
+            else ""
+        ),
         "",
     ]
+    if results.get("batch"):
+        lines += [f"Batch (columns) of every case, both sides: {results['batch']}.", ""]
     if args.quick:
         lines += [
             "**BENCH_QUICK=1: a check that the benchmark runs; these figures mean nothing.**",
@@ -539,6 +545,41 @@ def report(results: dict, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def set_peak_fractions(results: dict) -> None:
+    """Each side's model FLOP/s as a fraction of the measured peak of the precision it computes in."""
+    ref_peak = results.get("peak_gflops_fp32", results["peak_gflops"])  # the reference: always fp32
+    for c in results["cases"]:
+        fpt = c["flops_per_token"]
+        c["reference_peak_frac"] = fpt * statistics.median(c["reference_tps"]) / (ref_peak * 1e9)
+        c["rnnlm_peak_frac"] = (
+            fpt * statistics.median(c["rnnlm_tps"]) / (results["peak_gflops"] * 1e9)
+        )
+
+
+def write_report(results: dict, args: argparse.Namespace, final: bool) -> None:
+    """The report so far (rewritten after every part, so a run stopped early still leaves a table)."""
+    results["load_end"] = loadavg()
+    results["duration_s"] = time.perf_counter() - args.t_start
+    set_peak_fractions(results)
+    text = report(results, args)
+    suffix = "-gpu" if args.device == "cuda" else ""
+    (args.out / f"results{suffix}.json").write_text(json.dumps(results, indent=1))
+    (args.out / f"benchmarks{suffix}.md").write_text(text + "\n")
+    if not final:
+        return
+    print("\n" + text, flush=True)
+    doc = args.doc or (
+        None if args.quick or args.device != "cpu" else str(ROOT / "docs" / "benchmarks.md")
+    )
+    if doc:
+        Path(doc).parent.mkdir(parents=True, exist_ok=True)
+        Path(doc).write_text(text + "\n")
+        log(f"written {doc}")
+    log(
+        f"written {args.out / f'benchmarks{suffix}.md'} and results{suffix}.json ({results['duration_s']:.0f} s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -558,30 +599,30 @@ def main() -> None:
     parser.add_argument(
         "--doc",
         default=None,
-        help="write the report here too (default: docs/benchmarks.md, not in quick mode)",
+        help="write the report here too (default: docs/benchmarks.md for a full CPU run)",
     )
     args = parser.parse_args()
+    args.t_start = time.perf_counter()
     args.rounds = args.rounds or (1 if args.quick else 3)
-    args.out = (ROOT / args.out).resolve() if not os.path.isabs(args.out) else Path(args.out)
+    args.out = Path(args.out) if os.path.isabs(args.out) else (Path.cwd() / args.out).resolve()
+    args.runs = args.out / ("runs-gpu" if args.device == "cuda" else "runs")
     args.work = args.out / "work"
     args.work.mkdir(parents=True, exist_ok=True)
     # rnnlm runs: their own token cache and output folder, nothing under ~/.cache
-    args.env = {
-        "RNNLM_DATA_DIR": str(args.work / "cache"),
-        "RNNLM_OUTPUT_DIR": str(args.out / "runs"),
-    }
+    args.env = {"RNNLM_DATA_DIR": str(args.work / "cache"), "RNNLM_OUTPUT_DIR": str(args.runs)}
     parts = [p.strip() for p in args.cases.split(",") if p.strip()]
     command = "BENCH_QUICK=1 make bench" if args.quick else "make bench"
     if args.device == "cuda":
         command = "bash bench/gpu.sh"
-    t_start = time.perf_counter()
     results: dict = {
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_start": loadavg(),
         "quick": args.quick,
         "device": args.device,
+        "batch": args.batch or None,
         "machine": machine(args.device),
+        "cases": [],
     }
     peak_dtype = "bfloat16" if args.device == "cuda" else "float32"
     log(f"measuring the {peak_dtype} matrix-multiply peak ...")
@@ -590,42 +631,21 @@ def main() -> None:
     if args.device == "cuda":
         results["peak_gflops_fp32"] = matmul_peak(args.device, "float32", 1.0)
     log(f"  {results['peak_gflops']:.0f} GFLOP/s")
-    results["cases"] = []
     for name in ("word", "char", "tiny"):
         if name in parts:
-            results["cases"].append(bench_case(CASES[name], args, results["peak_gflops"]))
+            results["cases"].append(bench_case(CASES[name], args))
+            write_report(results, args, final=False)
     if "tokenize" in parts or "adaptive" in parts:
         log("generating the Zipf corpus (250k words) ...")
         train_mb = 5.0 if args.quick else 100.0
         zipf = zipf_corpus(args.work / f"zipf-250k-{train_mb:g}mb", 250_000, train_mb, eval_mb=0.2)
         results["tokenize"] = bench_tokenize(args, zipf)
+        write_report(results, args, final=False)
         if "adaptive" in parts:
             results["adaptive"] = bench_adaptive(args, zipf)
-    # a second peak measurement: the figure is the better of the two (less disturbed by other load)
+    # A second peak measurement: the figure is the better of the two (the less disturbed by other load).
     results["peak_gflops"] = max(results["peak_gflops"], matmul_peak(args.device, peak_dtype, 1.0))
-    results["load_end"] = loadavg()
-    results["duration_s"] = time.perf_counter() - t_start
-    # peak fractions against the final peak figure
-    for c in results["cases"]:
-        fpt = c["flops_per_token"]
-        c["reference_peak_frac"] = (
-            fpt * statistics.median(c["reference_tps"]) / (results["peak_gflops"] * 1e9)
-        )
-        c["rnnlm_peak_frac"] = (
-            fpt * statistics.median(c["rnnlm_tps"]) / (results["peak_gflops"] * 1e9)
-        )
-    text = report(results, args)
-    print("\n" + text, flush=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "benchmarks.md").write_text(text + "\n")
-    doc = args.doc or (
-        None if args.quick or args.device != "cpu" else str(ROOT / "docs" / "benchmarks.md")
-    )
-    if doc:
-        Path(doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(doc).write_text(text + "\n")
-        log(f"written {doc}")
-    log(f"written {args.out / 'benchmarks.md'} and results.json ({results['duration_s']:.0f} s)")
+    write_report(results, args, final=True)
 
 
 if __name__ == "__main__":
