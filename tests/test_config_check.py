@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import CONF_DIR, run_train_script
 
+from conftest import CONF_DIR, run_train_script
 from rnnlm.config_check import validate_overrides
 from rnnlm.errors import UserError
 

@@ -157,10 +157,8 @@ class LanguageModel:
         hidden, nll, count = None, 0.0, 0
         for i in range(len(data)):
             x, y = (t.to(self.device) for t in data[i])  # (B, T)
-            logits, hidden = self.model(x, hidden)
-            nll += float(
-                F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
-            )
+            loss, hidden = self.model.nll(x, y, hidden, reduction="sum")
+            nll += float(loss)
             count += y.numel()
         if was_training:
             self.model.train()
