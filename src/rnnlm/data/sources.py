@@ -86,13 +86,7 @@ class Corpus:
                         break
                     if not data.endswith(b"\n"):
                         data += f.readline()  # finish the line: a piece never cuts a character
-                    try:
-                        piece = data.decode("utf-8")
-                    except UnicodeDecodeError as err:
-                        raise CorpusError(
-                            f"{path} is not valid UTF-8 (byte offset {offset + err.start}): "
-                            "convert it to UTF-8"
-                        ) from None
+                    piece = _decode(data, path, offset, self.encoding_errors)
                     offset += len(data)
                     blank = blank and piece.isspace()
                     yield piece
@@ -113,24 +107,29 @@ class Corpus:
         return text
 
 
-def _read_text(path: Path, errors: str = "strict") -> str:
-    data = path.read_bytes()
-    nul = data.find(b"\x00", 0, 1 << 20)
-    if nul >= 0:
-        raise CorpusError(
-            f"{path} looks like a binary file (NUL byte at offset {nul}): a corpus split must be UTF-8 text"
-        )
+def _decode(data: bytes, path: Path, offset: int, errors: str = "strict") -> str:
+    """UTF-8 text of the bytes at `offset` of `path`; a binary file or a bad byte is one clear error."""
+    if offset == 0:
+        nul = data.find(b"\x00", 0, 1 << 20)
+        if nul >= 0:
+            raise CorpusError(
+                f"{path} looks like a binary file (NUL byte at offset {nul}): a corpus split must be UTF-8 text"
+            )
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
         raise CorpusError(
-            f"{path} is not valid UTF-8 (byte offset {err.start}): convert it to UTF-8, "
+            f"{path} is not valid UTF-8 (byte offset {offset + err.start}): convert it to UTF-8, "
             "or set data.encoding_errors=replace to read it with U+FFFD for the bad bytes"
         ) from None
     except LookupError:
         raise CorpusError(
             f"data.encoding_errors={errors} is not a codec error handler: use strict, replace or ignore"
         ) from None
+
+
+def _read_text(path: Path, errors: str = "strict") -> str:
+    return _decode(path.read_bytes(), path, 0, errors)
 
 
 def shakespeare_dir() -> Path:

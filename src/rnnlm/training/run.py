@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import re
@@ -134,6 +135,10 @@ def train(cfg: DictConfig) -> float:
         status = "failed" if isinstance(err, Exception) else "interrupted"
         record.update(status=status, error=(user_message(err) or repr(err))[:500])
         raise
+    finally:
+        # The Trainer keeps its data loaders (views of memory-mapped token files) in reference cycles;
+        # collect them now so a sweep of many jobs in one process does not pile up open files.
+        gc.collect()
     return best_val_ppl
 
 
