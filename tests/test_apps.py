@@ -453,3 +453,11 @@ def test_cell_equations_of_how_it_works_match_torch() -> None:
         expected, _ = m(x if m.batch_first else x.transpose(0, 1))  # the model may run time-major
         expected = expected[0] if m.batch_first else expected[:, 0]
         assert torch.allclose(torch.stack(outs), expected, atol=1e-6), cell
+
+
+def test_unwritable_index_folder_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the index folder should be")
+    corpus = _write(tmp_path / "c.txt", TEXT)
+    with pytest.raises(UserError, match="cannot write the search index"):
+        SearchIndex.build(char_lm(), corpus, index_path=blocker / "index.pt")

@@ -198,12 +198,14 @@ class LanguageModel:
 
         pooling:
           - "mean" (default): the average over all the text's tokens. Every token contributes
-            equally, so the vector describes the whole text (its words, names, topic). The last
-            state alone is a poor summary for a language model: it is trained to predict the *next*
+            equally, so the vector describes the whole text rather than its end. The last state
+            alone is a poor summary for a language model: it is trained to predict the *next*
             token, so it mostly encodes the last few tokens.
           - "last": the output at the text's last token (what the model carries forward).
           - "max": the element-wise maximum over tokens.
-        `scripts/applications.py` measures all three on next-passage retrieval (docs/applications.md).
+        `scripts/applications.py` measures all three on next-passage retrieval (docs/applications.md):
+        for a small model trained only to predict the next token, all three are weak and close to
+        each other; the vectors reflect a text's form more than its meaning.
 
         Deterministic: dropout is off and no sampling is involved; the same texts give the same
         vectors (up to float rounding when the same text is batched with different neighbours).

@@ -20,6 +20,7 @@ checkpoint file, whose optimizer state changes when the weights do not.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -195,10 +196,20 @@ class SearchIndex:
                 return cls(lm, passages, cached["embeddings"], pooling, key, path, built=False)
         embeddings = lm.embed([p.text for p in passages], pooling=pooling)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            torch.save({"key": key, "embeddings": embeddings, "num_passages": len(passages)}, tmp)
-            os.replace(tmp, path)  # a reader never sees half a file
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(
+                    {"key": key, "embeddings": embeddings, "num_passages": len(passages)}, tmp
+                )
+                os.replace(tmp, path)  # a reader never sees half a file
+            except OSError as err:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise UserError(
+                    f"cannot write the search index to {path} ({err.strerror or err}): "
+                    "pass index_path=<a file in a writable folder>"
+                ) from None
         return cls(lm, passages, embeddings, pooling, key, path, built=True)
 
     def __len__(self) -> int:
