@@ -6,7 +6,7 @@
 #
 #   bash bench/gpu.sh                        # from the repository root, or from anywhere
 #   BENCH_OUT=/tmp/gpu-bench bash bench/gpu.sh
-#   BENCH_GPU_BATCH=128 bash bench/gpu.sh    # the batch (columns) of every case; default 256
+#   BENCH_GPU_BATCH=256 bash bench/gpu.sh    # the batch (columns) of every case; default 128
 #
 # Needs: Python with the project's pip packages (torch with CUDA, lightning, hydra-core, ...); `make install`
 # or `pip install -e .` does it. Uses .venv/bin/python when it exists, else $PYTHON, else python3.
@@ -22,7 +22,7 @@ else
     PY=${PYTHON:-python3}
 fi
 export BENCH_OUT=${BENCH_OUT:-outputs/bench}
-BATCH=${BENCH_GPU_BATCH:-256}
+BATCH=${BENCH_GPU_BATCH:-}   # empty: each case's GPU batch (128)
 LIMIT_S=${BENCH_GPU_LIMIT_S:-290}   # the whole run; the report is rewritten after every case
 
 say() { printf '[gpu.sh %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
@@ -41,10 +41,10 @@ $PY -c 'import torch; p = torch.cuda.get_device_properties(0); print(f"[gpu.sh] 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,utilization.gpu,memory.used --format=csv,noheader || true
 
 mkdir -p "$BENCH_OUT"
-say "running bench/run.py --device cuda --batch $BATCH (limit ${LIMIT_S}s); logs under $BENCH_OUT/runs-gpu/"
+say "running bench/run.py --device cuda ${BATCH:+--batch $BATCH }(limit ${LIMIT_S}s); logs under $BENCH_OUT/runs-gpu/"
 status=0
 timeout --signal=INT "$LIMIT_S" "$PY" bench/run.py --device cuda --cases word,char,tiny --rounds 3 \
-    --batch "$BATCH" --out "$BENCH_OUT" || status=$?
+    ${BATCH:+--batch "$BATCH"} --out "$BENCH_OUT" || status=$?
 if [[ -s "$BENCH_OUT/benchmarks-gpu.md" ]]; then
     say "table: $BENCH_OUT/benchmarks-gpu.md"
     cat "$BENCH_OUT/benchmarks-gpu.md"

@@ -55,6 +55,7 @@ class Case:
     target: float  # rnnlm / reference tokens per second
     quick_steps: int = 12
     quick_warmup: int = 4
+    gpu_batch: int = 128  # columns on a GPU (bench/gpu.sh), both sides
     # model shape, for FLOPs per token
     cell: str = "lstm"
     emb: int = 200
@@ -268,8 +269,8 @@ def run_reference(case: Case, args: argparse.Namespace, data: Path, seed: int, t
         "--json",
         str(out / "result.json"),
     ]
-    if args.batch:
-        cmd += ["--batch-size", str(args.batch)]
+    if args.case_batch:
+        cmd += ["--batch-size", str(args.case_batch)]
     if args.quick:
         cmd += ["--eval-windows", "5"]
     run_child(cmd, out / "log.txt")
@@ -309,8 +310,8 @@ def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: 
         f"callbacks.tokens_per_sec.warmup_steps={args.warmup}",
         *case.overrides,
     ]
-    if args.batch:
-        extra.append(f"data.batch_size={args.batch}")
+    if args.case_batch:
+        extra.append(f"data.batch_size={args.case_batch}")
     if args.quick:
         extra.append("+trainer.limit_val_batches=5")
     run_child(rnnlm_cmd(case.experiment, data, out, args, *extra), out / "log.txt", env=args.env)
@@ -320,10 +321,23 @@ def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: 
     return {"tokens_per_sec": r["steady_tokens_per_sec"], "val_ppl": r.get("best_val_ppl")}
 
 
+def windows_per_epoch(data: Path, case: Case, batch: int) -> int:
+    """Training windows in one pass over the train split (as bench/reference.py and rnnlm lay it out)."""
+    text = (data / "train.txt").read_text(encoding="utf-8")
+    tokens = len(text) if case.ref_config != "word" else len(text.split()) + len(text.splitlines())
+    return math.ceil((tokens // batch - 1) / case.bptt)
+
+
 def bench_case(case: Case, args: argparse.Namespace) -> dict:
     data = corpus_dir(case.corpus, args.work, args.quick)
+    args.case_batch = args.batch or (case.gpu_batch if args.device == "cuda" else 0)
     args.steps = case.quick_steps if args.quick else case.steps
     args.warmup = case.quick_warmup if args.quick else case.warmup
+    # Both sides stop within the first epoch (validation comes after the last step).
+    per_epoch = windows_per_epoch(data, case, args.case_batch or case.batch)
+    if args.steps > per_epoch:
+        args.steps = per_epoch
+        args.warmup = min(args.warmup, per_epoch // 4)
     rounds = []
     for r in range(args.rounds):
         seed = 1111 + r
@@ -344,9 +358,13 @@ def bench_case(case: Case, args: argparse.Namespace) -> dict:
     ratio = statistics.median(b / a for a, b in zip(ref_tps, our_tps, strict=True))
     ref_ppl = statistics.mean(x["reference"]["val_ppl"] for x in rounds)
     our_ppl = statistics.mean(x["rnnlm"]["val_ppl"] for x in rounds)
+    title = case.title
+    if args.case_batch and args.case_batch != case.batch:
+        title = f"{title}; batch {args.case_batch} here"
     return {
         "case": case.name,
-        "title": case.title,
+        "title": title,
+        "batch": args.case_batch or case.batch,
         "vocab": vocab,
         "steps": args.steps,
         "warmup": args.warmup,
