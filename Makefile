@@ -6,7 +6,7 @@ STAMP := $(VENV)/.install.stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train report test test-slow lint format tensorboard clean bench-quality
+.PHONY: help install train report test test-slow lint format tensorboard bench bench-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint: install ## ruff check and format check
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
+
+bench: install ## rnnlm vs the classic PyTorch loop, large vocab, tokenising: docs/benchmarks.md (~10 min; BENCH_QUICK=1: <2 min check)
+	$(PY) bench/run.py $(ARGS)
 
 tensorboard: install ## serve outputs/ in TensorBoard on http://127.0.0.1:6006
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006

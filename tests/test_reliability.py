@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -235,3 +236,93 @@ def test_no_shell_true_or_eval_in_source() -> None:
 def test_pickle_is_not_used_to_load(tmp_path: Path) -> None:
     assert "pickle.load" not in "".join(p.read_text() for p in (REPO_ROOT / "src").rglob("*.py"))
     assert pickle  # imported for the crafted checkpoint's protocol only
+
+
+def test_subprocess_ddp_inside_multirun_is_refused(corpus_dir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    out = run_train_script(
+        [
+            "-m",
+            "trainer=ddp_cpu",
+            "data=text_files",
+            f"data.path={corpus_dir}",
+            "debug=smoke",
+            "model=rnn,gru",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert out.returncode != 0
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1"]  # one sweep, not one per rank
+    for job in jobs:
+        result = json.loads((job / "result.json").read_text())
+        assert result["status"] == "failed"
+        assert "would make every rank re-run the whole sweep" in result["error"]
+        assert "hydra/launcher=slurm" in result["error"]
+        assert not (job / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_sweep_of_20_jobs_completes_without_leaks(corpus_dir: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep20"
+    before = _children()
+    out = run_train_script(
+        [
+            "-m",
+            "data=text_files",
+            f"data.path={corpus_dir}",
+            "debug=smoke",
+            "model.hidden_dim=8",
+            "model.embedding_dim=8",
+            "data.batch_size=2",
+            "data.bptt=4",
+            "seed=range(20)",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = [json.loads((sweep / str(i) / "result.json").read_text()) for i in range(20)]
+    assert [r["status"] for r in results] == ["finished"] * 20
+    assert all(r["best_val_ppl"] for r in results)
+    assert _children() == before  # no stray processes left behind
+
+
+def test_sweep_leaves_no_open_files_in_process(corpus_dir: Path, tmp_path: Path) -> None:
+    """Several jobs in one process (as Hydra's basic launcher runs them) must not leak descriptors."""
+    from conftest import composed
+    from rnnlm.training.run import train
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    counts = []
+    for i in range(4):
+        overrides = [
+            "data=text_files",
+            f"data.path={corpus_dir}",
+            "debug=smoke",
+            "model.hidden_dim=8",
+            "model.embedding_dim=8",
+            "data.batch_size=2",
+            "data.bptt=4",
+            f"seed={i}",
+        ]
+        with composed(overrides, tmp_path / f"job{i}") as cfg:
+            train(cfg)
+        counts.append(open_fds())
+    assert len(set(counts)) == 1, counts  # no descriptor left open by any job
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    kids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                kids.add(int(entry.name))
+    return kids

@@ -62,15 +62,14 @@ def prepare_argv(config_name: str = "train") -> None:
     """
     from rnnlm.config_check import validate_overrides
 
-    args = sys.argv[1:]
-    if config_name == "train":
-        from rnnlm.training.resume import resume_argv
-
-        args = sys.argv[1:] = resume_argv(args)
-    if any(a.startswith("-") for a in args):
-        return
     try:
-        validate_overrides(config_name, CONF_DIR, args)
+        args = sys.argv[1:]
+        if config_name == "train":
+            from rnnlm.training.resume import resume_argv
+
+            args = sys.argv[1:] = resume_argv(args)
+        if not any(a.startswith("-") for a in args):
+            validate_overrides(config_name, CONF_DIR, args)
     except UserError as err:
         if os.environ.get("RNNLM_DEBUG"):
             raise
@@ -109,6 +108,20 @@ def _generate(cfg: DictConfig) -> list[str]:
     return generate(cfg)
 
 
+def _search(cfg: DictConfig) -> list:
+    from rnnlm.applications.search import search
+
+    return search(cfg)
+
+
+def _rank(cfg: DictConfig) -> list:
+    from rnnlm.applications.rank import rank
+
+    return rank(cfg)
+
+
 train_cli = hydra_entry(_train, "train")
 eval_cli = hydra_entry(_evaluate, "eval")
 generate_cli = hydra_entry(_generate, "generate")
+search_cli = hydra_entry(_search, "search")
+rank_cli = hydra_entry(_rank, "rank")

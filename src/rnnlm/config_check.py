@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from rnnlm.errors import UserError
 
@@ -267,6 +268,24 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
         )
 
 
+def check_data_files(cfg: DictConfig) -> None:
+    """A corpus folder that is missing, or lacks or has an empty split file, is known before any run."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or not data.get("path"):
+        return
+    try:
+        path = str(data.path)
+    except OmegaConfBaseException:  # an interpolation that only resolves inside a Hydra run
+        return
+    from rnnlm.data.sources import SPLITS, CorpusError, load_text_folder
+
+    corpus = load_text_folder(path)
+    for split in SPLITS:
+        for file in corpus.files[split]:
+            if file.stat().st_size == 0:
+                raise CorpusError(f"the {split} split ({file}) is empty: every split needs text")
+
+
 def _defaults_overrides(overrides: list[str]) -> list[str]:
     """The overrides that choose group options or set top-level values: the user's 'schema'."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -320,7 +339,6 @@ def _compose(config_name: str, conf_dir: str, overrides: list[str]) -> DictConfi
 def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) -> None:
     """Compose `config_name` with and without the user's key overrides and check the difference."""
     from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         cfg = _compose(config_name, conf_dir, overrides)
@@ -328,3 +346,4 @@ def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) ->
     except (HydraException, OmegaConfBaseException) as err:
         raise _composition_error(err, config_name, conf_dir, overrides) from None
     check(cfg, defaults)
+    check_data_files(cfg)

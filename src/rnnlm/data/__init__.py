@@ -1,21 +1,34 @@
-"""Corpora, tokenizers, the token-stream layout and the DataModule. Never imports models."""
+"""Corpora, tokenizers, the token-stream layout and the DataModule. Never imports models.
 
-from rnnlm.data.datamodule import LMDataModule
-from rnnlm.data.layout import Windows, batchify, shard, windows
-from rnnlm.data.sources import Corpus, CorpusError, load_corpus
-from rnnlm.data.tokenizers import CharTokenizer, Tokenizer, WordTokenizer, tokenizer_from_dict
+Names are imported on first use, so the light parts (sources, tokenizers) can be used before torch and
+Lightning are loaded (the config check at start-up does).
+"""
 
-__all__ = [
-    "CharTokenizer",
-    "Corpus",
-    "CorpusError",
-    "LMDataModule",
-    "Tokenizer",
-    "Windows",
-    "WordTokenizer",
-    "batchify",
-    "load_corpus",
-    "shard",
-    "tokenizer_from_dict",
-    "windows",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "LMDataModule": "rnnlm.data.datamodule",
+    "Windows": "rnnlm.data.layout",
+    "batchify": "rnnlm.data.layout",
+    "shard": "rnnlm.data.layout",
+    "windows": "rnnlm.data.layout",
+    "Corpus": "rnnlm.data.sources",
+    "CorpusError": "rnnlm.data.sources",
+    "load_corpus": "rnnlm.data.sources",
+    "CharTokenizer": "rnnlm.data.tokenizers",
+    "Tokenizer": "rnnlm.data.tokenizers",
+    "WordTokenizer": "rnnlm.data.tokenizers",
+    "tokenizer_from_dict": "rnnlm.data.tokenizers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rnnlm.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+__all__ = sorted(_WHERE)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,31 +37,81 @@ class TokenCache:
         if not (entry / "meta.json").is_file():
             return None
         tokenizer = tokenizer_from_dict(json.loads((entry / "tokenizer.json").read_text()))
-        ids = {s: np.load(entry / f"{s}.npy", mmap_mode="r") for s in SPLITS}
+        # Copy-on-write mapping: shared, read from disk on demand, and writable as torch expects.
+        ids = {s: np.load(entry / f"{s}.npy", mmap_mode="c") for s in SPLITS}
         meta = json.loads((entry / "meta.json").read_text())
         return tokenizer, ids, meta
 
     def get_or_build(
-        self, key: str, build: Callable[[], tuple[Tokenizer, dict[str, np.ndarray], dict]]
+        self, key: str, build: Callable[[Path], tuple[Tokenizer, dict]]
     ) -> tuple[Tokenizer, dict[str, np.ndarray], dict, bool]:
-        """The cached entry, or `build()` written to the cache; the last item says whether it was a hit."""
+        """The cached entry, or one built by `build(folder)`; the last item says whether it was a hit.
+
+        `build` writes `<split>.npy` into `folder` itself (see `IdsWriter`), so the ids of a large corpus
+        go to disk as they are made, and returns the tokenizer and the meta dict.
+        """
         hit = self.load(key)
         if hit is not None:
             return (*hit, True)
-        tokenizer, ids, meta = build()
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
         try:
+            tokenizer, meta = build(tmp)
             (tmp / "tokenizer.json").write_text(json.dumps(tokenizer.to_dict()))
-            for split, arr in ids.items():
-                np.save(tmp / f"{split}.npy", np.asarray(arr, dtype=np.int32))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             os.rename(tmp, self.root / key)
-        except OSError:
-            # Another process finished the same entry first (or the disk refused): use what is there.
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if not isinstance(err, OSError):
+                raise
+            # Another process finished the same entry first (or the disk refused): use what is there.
             hit = self.load(key)
             if hit is None:
                 raise
             return (*hit, True)
         return (*self.load(key), False)  # type: ignore[misc]
+
+
+class IdsWriter:
+    """Writes token ids to a `.npy` file (int32, 1-D) piece by piece, never holding them all in memory.
+
+    The header is written last, with the final length; it takes a fixed HEADER_BYTES so the data can be
+    written before the length is known. `np.load` (memory-mapped or not) reads the file as usual.
+
+        with IdsWriter(folder / "train.npy") as w:
+            for piece in pieces:
+                w.write(ids_of(piece))
+    """
+
+    HEADER_BYTES = 128  # magic (6) + version (2) + length (2) + the header dict, padded; 64-aligned
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._f = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self._f.write(b"\0" * self.HEADER_BYTES)
+        self.count = 0
+
+    def write(self, ids: np.ndarray) -> None:
+        arr = np.ascontiguousarray(ids, dtype="<i4")
+        arr.tofile(self._f)
+        self.count += arr.size
+
+    def close(self) -> None:
+        if self._f.closed:
+            return
+        header = f"{{'descr': '<i4', 'fortran_order': False, 'shape': ({self.count},), }}"
+        room = self.HEADER_BYTES - 10 - 1  # the dict, its padding and the closing newline
+        self._f.seek(0)
+        self._f.write(
+            b"\x93NUMPY\x01\x00"
+            + struct.pack("<H", self.HEADER_BYTES - 10)
+            + header.ljust(room).encode("latin1")
+            + b"\n"
+        )
+        self._f.close()
+
+    def __enter__(self) -> IdsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

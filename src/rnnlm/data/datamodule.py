@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from rnnlm.data.cache import TokenCache, cache_key
+from rnnlm.data.cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.download import prepare_dataset
 from rnnlm.data.layout import VariableWindows, Windows, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
-from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict, train_tokenizer
+from rnnlm.data.tokenizers import (
+    Tokenizer,
+    WordTokenizer,
+    tokenizer_from_dict,
+    train_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,7 @@ class LMDataModule(L.LightningDataModule):
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> Tokenizer:
         """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
-        if self.tokenizer is not None:
+        if self.tokenizer is not None and self.ids:
             return self.tokenizer
         if self.path in (None, "") and self.dataset:
             folder = prepare_dataset(self.dataset, self.cache_dir, self.url, self.sha256)
@@ -119,7 +125,9 @@ class LMDataModule(L.LightningDataModule):
             if self.tokenizer_kind == "bpe":
                 spec["vocab_size"] = self.vocab_size_wanted
         key = cache_key(corpus.fingerprint, spec)
-        tok, ids, meta, hit = self.cache.get_or_build(key, lambda: self._tokenize(corpus))
+        tok, ids, meta, hit = self.cache.get_or_build(
+            key, lambda folder: self._tokenize(corpus, folder)
+        )
         self.tokenizer, self.ids, self.meta = tok, ids, meta
         log.info(
             "data: %s, %s tokenizer, vocabulary %d, tokens %s%s",
@@ -137,27 +145,51 @@ class LMDataModule(L.LightningDataModule):
         for split in splits:
             check_fits(len(self.ids[split]), self._split_batch(split), self.bptt, split)
 
-    def _tokenize(self, corpus: Corpus) -> tuple[Tokenizer, dict[str, np.ndarray], dict]:
-        texts = {s: corpus.read(s) for s in SPLITS}
-        tok = self._given_tokenizer or train_tokenizer(
-            self.tokenizer_kind,
-            texts["train"],
-            self.min_freq,
-            self.max_vocab,
-            self.vocab_size_wanted,
-        )
-        ids, unknown = {}, {}
-        for split, text in texts.items():
-            encoded, unknown[split] = tok.encode_with_unknowns(text)
-            ids[split] = np.asarray(encoded, dtype=np.int32)
-            if ids[split].size == 0:
+    def _tokenize(self, corpus: Corpus, folder: Path) -> tuple[Tokenizer, dict]:
+        """Build the vocabulary (one pass over train) and write each split's ids to `folder`.
+
+        The text streams through in pieces of a few MB, so memory stays bounded whatever the corpus
+        size; the ids go straight to `<split>.npy`.
+        """
+        tokens, unknown = {}, {}
+        splits = list(SPLITS)
+        tok = self._given_tokenizer
+        if tok is None and self.tokenizer_kind == "word":
+            # One pass over the training text: vocabulary and (provisional) ids together.
+            raw = folder / "train.provisional.npy"
+            with IdsWriter(raw) as writer:
+                tok, remap, unknown["train"] = WordTokenizer.train_and_encode(
+                    corpus.pieces("train"), writer.write, self.min_freq, self.max_vocab
+                )
+            provisional = np.load(raw, mmap_mode="r")
+            with IdsWriter(folder / "train.npy") as writer:
+                for start in range(0, len(provisional), 1 << 22):
+                    writer.write(remap[provisional[start : start + (1 << 22)]])
+            tokens["train"] = writer.count
+            del provisional
+            raw.unlink()
+            splits.remove("train")
+        elif tok is None:
+            tok = train_tokenizer(
+                self.tokenizer_kind,
+                corpus.pieces("train"),
+                self.min_freq,
+                self.max_vocab,
+                self.vocab_size_wanted,
+            )
+        for split in splits:
+            unknown[split] = 0
+            with IdsWriter(folder / f"{split}.npy") as writer:
+                for piece in corpus.pieces(split):
+                    ids, missing = tok.encode_array(piece)
+                    writer.write(ids)
+                    unknown[split] += missing
+            tokens[split] = writer.count
+        for split in SPLITS:
+            if tokens[split] == 0:
                 raise ValueError(f"the {split} split has no tokens: every split needs text")
-        meta = {
-            "corpus": corpus.name,
-            "tokens": {s: int(a.size) for s, a in ids.items()},
-            "unknown": unknown,
-        }
-        return tok, ids, meta
+        meta = {"corpus": corpus.name, "tokens": tokens, "unknown": unknown}
+        return tok, meta
 
     def _split_batch(self, split: str) -> int:
         return self.batch_size if split == "train" else self.eval_batch_size
@@ -181,7 +213,8 @@ class LMDataModule(L.LightningDataModule):
         if self.trainer is not None:
             rank, world = self.trainer.global_rank, self.trainer.world_size
         for split in SPLITS:
-            stream = torch.from_numpy(np.array(self.ids[split], dtype=np.int64))
+            # The cached int32 ids, memory-mapped: no copy of the corpus; windows widen one at a time.
+            stream = torch.from_numpy(self.ids[split])
             if world > 1:
                 n = len(stream) // world
                 log.info(
@@ -196,6 +229,12 @@ class LMDataModule(L.LightningDataModule):
             self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
             if split == "train" and self.variable_bptt:
                 self._train_data = self.windows[split].data
+
+    def teardown(self, stage: str | None = None) -> None:
+        # Close the memory-mapped token files now rather than whenever the Trainer <-> DataModule
+        # reference cycle is collected: a sweep of many jobs in one process must not pile them up.
+        self.ids, self.windows = {}, {}
+        self._train_data = None
 
     def resume_train_at(self, window: int) -> None:
         """The next pass over the training split starts at `window` (resuming mid-epoch)."""

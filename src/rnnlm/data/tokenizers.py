@@ -3,19 +3,31 @@
 Each tokenizer serialises to a plain dict (`to_dict` / `tokenizer_from_dict`) that is stored inside
 every checkpoint, so a checkpoint alone is enough to evaluate or generate.
 
+Corpora of hundreds of MB are read in pieces (`train_tokenizer` takes an iterable of text pieces) and
+encoded with NumPy (`encode_array`): characters through a code-point lookup table, words through one C-level
+dictionary lookup each. Nothing holds a Python object per token of the whole corpus.
+
 Kinds: `char` (characters), `word` (whitespace-split words), `byte` (the 256 byte values of the UTF-8
 text, for enwik8), `bpe` (byte-level BPE trained with Hugging Face `tokenizers`, `data.vocab_size` ids).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from itertools import count, repeat
+
+import numpy as np
 
 UNK = "<unk>"
 EOS = "<eos>"
 # Kinds whose loss is also reported in bits per character (per byte for `byte`).
 CHAR_LEVEL = ("char", "byte")
+MISSING = -1  # id of a token outside the vocabulary, before it becomes <unk> (or is dropped)
+
+# Line boundaries of str.splitlines() besides "\n" ("\r\n" counts as one); all are also whitespace.
+_OTHER_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_TO_NEWLINE = str.maketrans(dict.fromkeys(_OTHER_LINE_BREAKS, "\n"))
 
 
 class Tokenizer:
@@ -47,18 +59,23 @@ class Tokenizer:
 
     def encode_with_unknowns(self, text: str) -> tuple[list[int], int]:
         """Token ids and the number of tokens that were not in the vocabulary."""
-        ids: list[int] = []
-        unknown = 0
-        stoi, unk = self.stoi, self.unk_id
-        for tok in self.tokenize(text):
-            i = stoi.get(tok)
-            if i is None:
-                unknown += 1
-                if unk is None:
-                    continue
-                i = unk
-            ids.append(i)
-        return ids, unknown
+        ids, unknown = self.encode_array(text)
+        return ids.tolist(), unknown
+
+    def encode_array(self, text: str) -> tuple[np.ndarray, int]:
+        """Token ids as an int32 array, and the number of tokens that were not in the vocabulary
+        (mapped to `<unk>`, or dropped when the vocabulary has none)."""
+        ids = self._lookup(text)
+        missing = ids == MISSING
+        unknown = int(np.count_nonzero(missing))
+        if unknown:
+            ids = ids[~missing] if self.unk_id is None else np.where(missing, self.unk_id, ids)
+        return ids.astype(np.int32, copy=False), unknown
+
+    def _lookup(self, text: str) -> np.ndarray:
+        """Ids of the tokens of `text`, MISSING for tokens outside the vocabulary."""
+        get = self.stoi.get
+        return np.fromiter(map(get, self.tokenize(text), repeat(MISSING)), dtype=np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.detokenize(self.itos[int(i)] for i in ids)
@@ -81,12 +98,38 @@ class CharTokenizer(Tokenizer):
         self.unk_id = self.stoi.get(UNK)
 
     @classmethod
-    def train(cls, text: str) -> CharTokenizer:
+    def train(cls, text: str | Iterable[str]) -> CharTokenizer:
+        """The characters of `text` (one string, or an iterable of pieces of the text)."""
+        seen: set[str] = set()
+        for piece in [text] if isinstance(text, str) else text:
+            if piece.isascii():  # the common case: count bytes with NumPy
+                counts = np.bincount(np.frombuffer(piece.encode("ascii"), np.uint8), minlength=128)
+                seen.update(chr(c) for c in np.flatnonzero(counts))
+            else:
+                seen.update(piece)
         # `<unk>` is one extra id (never produced from training text) for characters unseen in training.
-        return cls([UNK, *sorted(set(text))])
+        return cls([UNK, *sorted(seen)])
 
     def tokenize(self, text: str) -> list[str]:
         return list(text)
+
+    def _lookup(self, text: str) -> np.ndarray:
+        if text.isascii():
+            codes = np.frombuffer(text.encode("ascii"), np.uint8)
+            return self._table(128)[codes]
+        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        return self._table(0x110000)[codes]
+
+    def _table(self, size: int) -> np.ndarray:
+        """Code point -> id (MISSING where the character is not in the vocabulary), for code points < size."""
+        tables = self.__dict__.setdefault("_tables", {})
+        if size not in tables:
+            table = np.full(size, MISSING, dtype=np.int32)
+            for ch, i in self.stoi.items():
+                if len(ch) == 1 and ord(ch) < size:
+                    table[ord(ch)] = i
+            tables[size] = table
+        return tables[size]
 
     def detokenize(self, tokens: Iterable[str]) -> str:
         return "".join(tokens)
@@ -104,7 +147,55 @@ class WordTokenizer(Tokenizer):
         self.unk_id = self.stoi[UNK]
 
     @classmethod
-    def train(cls, text: str, min_freq: int = 1, max_vocab: int | None = None) -> WordTokenizer:
+    def train(
+        cls, text: str | Iterable[str], min_freq: int = 1, max_vocab: int | None = None
+    ) -> WordTokenizer:
+        """The vocabulary of `text` (one string, or an iterable of pieces that each end a line)."""
+        cls._check_limits(min_freq, max_vocab)
+        counts: Counter[str] = Counter()
+        for piece in [text] if isinstance(text, str) else text:
+            counts.update(cls._split(piece))
+        return cls.from_counts(counts, min_freq, max_vocab)
+
+    @classmethod
+    def train_and_encode(
+        cls,
+        pieces: Iterable[str],
+        write: Callable[[np.ndarray], None],
+        min_freq: int = 1,
+        max_vocab: int | None = None,
+    ) -> tuple[WordTokenizer, np.ndarray, int]:
+        """Build the vocabulary of a training text and encode it in the same single pass.
+
+        Each word gets a provisional id the first time it is seen (one C-level dictionary operation per
+        token, the pass's whole cost); `write` receives the provisional ids piece by piece. Returns the
+        tokenizer, `remap`, the int32 array provisional id -> final id (`<unk>` for words left out by
+        `min_freq`/`max_vocab`), with which the caller maps what it wrote (`remap[ids]`), and the number
+        of tokens left out that way.
+        """
+        cls._check_limits(min_freq, max_vocab)
+        provisional: defaultdict[str, int] = defaultdict(count().__next__)
+        lookup = provisional.__getitem__  # a new word takes the next id
+        seen = np.zeros(0, dtype=np.int64)
+        for piece in pieces:
+            words = cls._split(piece)
+            ids = np.fromiter(map(lookup, words), dtype=np.int32, count=len(words))
+            write(ids)
+            counts = np.bincount(ids, minlength=len(provisional))
+            counts[: len(seen)] += seen
+            seen = counts
+        words = list(provisional)  # in provisional-id order
+        tok = cls.from_counts(dict(zip(words, seen.tolist(), strict=True)), min_freq, max_vocab)
+        remap = np.fromiter(
+            map(tok.stoi.get, words, repeat(MISSING)), dtype=np.int32, count=len(words)
+        )
+        missing = remap == MISSING
+        unknown = int(seen[missing].sum())
+        remap[missing] = tok.unk_id
+        return tok, remap, unknown
+
+    @staticmethod
+    def _check_limits(min_freq: int, max_vocab: int | None) -> None:
         if min_freq < 1:
             raise ValueError(f"data.min_freq={min_freq} must be >= 1")
         if max_vocab is not None and max_vocab < 3:
@@ -112,9 +203,13 @@ class WordTokenizer(Tokenizer):
                 f"data.max_vocab={max_vocab} leaves no room for words: it must be >= 3 "
                 f"({UNK}, {EOS} and at least one word) or null for no limit"
             )
-        counts = Counter(cls._split(text))
-        counts.pop(UNK, None)
-        counts.pop(EOS, None)
+
+    @classmethod
+    def from_counts(
+        cls, counts: dict[str, int], min_freq: int = 1, max_vocab: int | None = None
+    ) -> WordTokenizer:
+        """`<unk>`, `<eos>`, then the words seen at least `min_freq` times, most frequent first."""
+        counts = {w: c for w, c in counts.items() if w not in (UNK, EOS)}
         # Most frequent first, ties broken alphabetically, so the vocabulary is deterministic.
         words = [
             w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= min_freq
@@ -125,10 +220,15 @@ class WordTokenizer(Tokenizer):
 
     @staticmethod
     def _split(text: str) -> list[str]:
-        tokens: list[str] = []
-        for line in text.splitlines():
-            tokens.extend(line.split())
-            tokens.append(EOS)
+        """The words of each line (`str.splitlines`), each line followed by `<eos>`.
+
+        Same tokens as `for line in text.splitlines(): line.split() + [EOS]`, but one C-level split.
+        """
+        if any(c in text for c in _OTHER_LINE_BREAKS):  # rare: make every line boundary a "\n"
+            text = text.replace("\r\n", "\n").translate(_TO_NEWLINE)
+        tokens = text.replace("\n", f" {EOS} ").split()
+        if text and not text.endswith("\n"):
+            tokens.append(EOS)  # the last line, unterminated
         return tokens
 
     def tokenize(self, text: str) -> list[str]:
@@ -174,8 +274,8 @@ class ByteTokenizer(Tokenizer):
     def tokenize(self, text: str) -> list[str]:
         return [self.itos[b] for b in self._bytes(text)]
 
-    def encode_with_unknowns(self, text: str) -> tuple[list[int], int]:
-        return list(self._bytes(text)), 0
+    def _lookup(self, text: str) -> np.ndarray:
+        return np.frombuffer(self._bytes(text), dtype=np.uint8).astype(np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
@@ -242,14 +342,11 @@ class BPETokenizer(Tokenizer):
             for enc in self._hf.encode_batch(lines[start : start + 4096], add_special_tokens=False):
                 yield enc.ids
 
-    def encode_with_unknowns(self, text: str) -> tuple[list[int], int]:
-        ids: list[int] = []
-        for piece in self._encodings(text):
-            ids.extend(piece)
-        return ids, 0
+    def _lookup(self, text: str) -> np.ndarray:
+        return np.fromiter((i for piece in self._encodings(text) for i in piece), dtype=np.int64)
 
     def tokenize(self, text: str) -> list[str]:
-        return [self.itos[i] for i in self.encode_with_unknowns(text)[0]]
+        return [self.itos[i] for i in self._lookup(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._hf.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -286,11 +383,12 @@ def tokenizer_from_dict(state: dict) -> Tokenizer:
 
 def train_tokenizer(
     kind: str,
-    text: str,
+    text: str | Iterable[str],
     min_freq: int = 1,
     max_vocab: int | None = None,
     vocab_size: int | None = None,
 ) -> Tokenizer:
+    """A vocabulary from `text`: one string, or an iterable of pieces of it that each end a line."""
     if kind == "char":
         return CharTokenizer.train(text)
     if kind == "word":

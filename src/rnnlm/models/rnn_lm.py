@@ -1,4 +1,10 @@
-"""A recurrent language model: embedding -> stack of RNN/LSTM/GRU layers -> dropout -> linear decoder.
+"""A recurrent language model: embedding -> stack of RNN/LSTM/GRU layers -> dropout -> output layer.
+
+The output layer is a full softmax (a linear decoder over the vocabulary) or, for vocabularies of 100k+
+words, an adaptive softmax (Grave et al. 2017; `softmax="adaptive"`). Training and evaluation call
+`nll(x, y, hidden)`, which with the full softmax runs the fused, chunked linear + cross-entropy of
+`rnnlm.models.loss` instead of materialising the (B*T, V) logits; `forward` still returns logits (or, with
+the adaptive softmax, log-probabilities) for sampling and scoring.
 
 Regularisation (AWD-LSTM, Merity et al. 2017), every switch off by default (the defaults are the plain
 model, bit for bit): locked dropout on the embedding output, between layers and on the last layer's output
@@ -18,9 +24,13 @@ E = embedding size, H = hidden size, L = number of layers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
 
 # An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
@@ -36,11 +46,19 @@ CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
 }
 
 
+SOFTMAXES = ("full", "adaptive")
+
+
 class RNNLM(nn.Module):
     """Next-token model over a vocabulary of `vocab_size` ids.
 
     `forward(x, hidden)` returns logits and the new hidden state; pass that state (detached) to the
-    next call to read a long stream in consecutive windows (truncated BPTT).
+    next call to read a long stream in consecutive windows (truncated BPTT). `nll(x, y, hidden)` returns
+    the cross-entropy of the targets `y` and the new hidden state, the fast path for training.
+
+    Speed options (same model, same maths): `fused_loss` (chunked linear + cross-entropy, full softmax
+    only) and `sparse_embedding` (the embedding's gradient holds only the rows of the window's tokens;
+    needs an optimiser that accepts sparse gradients, such as SGD).
     """
 
     def __init__(
@@ -52,6 +70,11 @@ class RNNLM(nn.Module):
         num_layers: int = 2,
         dropout: float = 0.0,
         tie_weights: bool = False,
+        softmax: str = "full",
+        adaptive_cutoffs: Sequence[int] | None = None,
+        adaptive_div_value: float = 4.0,
+        fused_loss: bool = True,
+        sparse_embedding: bool = False,
         dropout_input: float | None = None,
         dropout_hidden: float | None = None,
         dropout_embedding: float = 0.0,
@@ -96,10 +119,39 @@ class RNNLM(nn.Module):
                 f"model.tie_weights=true needs model.embedding_dim == {which} "
                 f"(got {embedding_dim} and {out_dim}): set them equal or set model.tie_weights=false"
             )
+        if softmax not in SOFTMAXES:
+            raise ValueError(
+                f"model.softmax={softmax!r} is not known; choose one of {list(SOFTMAXES)}"
+            )
+        cutoffs: list[int] = []
+        if softmax == "adaptive":
+            cutoffs = [int(c) for c in (adaptive_cutoffs or ())]
+            if not cutoffs:
+                raise ValueError(
+                    "model.softmax=adaptive needs model.adaptive_cutoffs, increasing ids that split the "
+                    "vocabulary (most frequent first) into a head and tail clusters, e.g. [20000, 100000]"
+                )
+            if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
+                raise ValueError(
+                    f"model.adaptive_cutoffs={cutoffs} must be increasing integers between 1 and "
+                    f"vocab_size - 1 = {vocab_size - 1}"
+                )
+            if tie_weights:
+                raise ValueError(
+                    "model.tie_weights=true does not apply to model.softmax=adaptive (its clusters have "
+                    "their own projections): set model.tie_weights=false"
+                )
+        if sparse_embedding and tie_weights:
+            raise ValueError(
+                "model.sparse_embedding=true cannot be combined with model.tie_weights=true (the tied "
+                "decoder needs a dense gradient): set one of them to false"
+            )
         rnn_cls, extra = CELLS[cell]
         self.cell = cell
         self.vocab_size = vocab_size
         self.num_layers = num_layers
+        self.softmax = softmax
+        self.fused_loss = fused_loss
         # Layers of different sizes (AWD-LSTM: the last one as wide as the embedding, to tie them).
         self.split_layers = num_layers > 1 and out_dim != hidden_dim
         self.hidden_dim = hidden_dim if num_layers > 1 else out_dim
@@ -116,11 +168,12 @@ class RNNLM(nn.Module):
         # Layer by layer (same weights, same kernels) when the layers need something between them.
         self.layerwise = self.locked or weight_drop > 0.0 or self.split_layers
         self._penalty: Tensor | None = None
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, sparse=sparse_embedding)
+        # Time-major inside (T, B, .): the layout the RNN kernels use, so no transposed copies.
         if self.split_layers:
             sizes = [hidden_dim] * (num_layers - 1) + [out_dim]
             self.rnns = nn.ModuleList(
-                rnn_cls(n_in, n_out, batch_first=True, **extra)
+                rnn_cls(n_in, n_out, **extra)
                 for n_in, n_out in zip([embedding_dim, *sizes[:-1]], sizes, strict=True)
             )
         else:
@@ -129,28 +182,34 @@ class RNNLM(nn.Module):
                 self.hidden_dim,
                 num_layers=num_layers,
                 dropout=dropout if num_layers > 1 and not self.layerwise else 0.0,
-                batch_first=True,
                 **extra,
             )
         self.drop = nn.Dropout(dropout)
-        self.decoder = nn.Linear(out_dim, vocab_size)
-        if tie_weights:
-            # One tensor, two uses (Press & Wolf 2017; Inan et al. 2017).
-            self.decoder.weight = self.embedding.weight
+        self.decoder: nn.Module
+        if softmax == "adaptive":
+            self.decoder = nn.AdaptiveLogSoftmaxWithLoss(
+                out_dim, vocab_size, cutoffs, div_value=adaptive_div_value
+            )
+        else:
+            self.decoder = nn.Linear(out_dim, vocab_size)
+            if tie_weights:
+                # One tensor, two uses (Press & Wolf 2017; Inan et al. 2017).
+                self.decoder.weight = self.embedding.weight
         self.init_range = init_range
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        nn.init.zeros_(self.decoder.bias)
-        if self.decoder.weight is not self.embedding.weight:
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+        if self.softmax == "full":
+            nn.init.zeros_(self.decoder.bias)
+            if self.decoder.weight is not self.embedding.weight:
+                nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
         if self.init_range is not None:  # Zaremba et al. 2014: every weight uniform in [-r, r]
             for p in self.parameters():
                 nn.init.uniform_(p, -self.init_range, self.init_range)
 
     def init_hidden(self, batch_size: int) -> Hidden:
-        weight = self.decoder.weight
+        weight = self.embedding.weight
         if self.split_layers:
             states = []
             for rnn, _ in self._layers():
@@ -188,18 +247,19 @@ class RNNLM(nn.Module):
             return out, (torch.cat([h for h, _ in new]), torch.cat([c for _, c in new]))
         return out, torch.cat(new)
 
-    def features(self, x: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
-        """x (B, T) token ids -> last layer's outputs after dropout (B, T, H), new hidden state."""
-        emb = self.embedding(x)  # (B, T, E)
+    def _features_tm(self, x: Tensor, hidden: Hidden | None) -> tuple[Tensor, Hidden]:
+        """x (B, T) token ids -> last layer's outputs after dropout, time-major (T, B, H)."""
+        xt = x.t()
+        emb = self.embedding(xt)  # (T, B, E)
         if self.dropout_embedding:
-            emb = embedding_dropout(emb, x, self.vocab_size, self.dropout_embedding, self.training)
+            emb = embedding_dropout(emb, xt, self.vocab_size, self.dropout_embedding, self.training)
         if not self.layerwise:
-            raw, hidden = self.rnn(self.drop(emb), hidden)  # (B, T, H)
+            raw, hidden = self.rnn(self.drop(emb), hidden)  # (T, B, H)
             out = self.drop(raw)
         elif self.locked:
-            emb = locked_dropout(emb, self.dropout_input, self.training)
+            emb = locked_dropout(emb, self.dropout_input, self.training, time_dim=0)
             raw, hidden = self._run_layers(emb, hidden, locked=True)
-            out = locked_dropout(raw, self.dropout, self.training)
+            out = locked_dropout(raw, self.dropout, self.training, time_dim=0)
         else:  # weight drop or layers of different sizes, with the classic element-wise dropout
             raw, hidden = self._run_layers(self.drop(emb), hidden, locked=False)
             out = self.drop(raw)
@@ -208,8 +268,8 @@ class RNNLM(nn.Module):
             penalty = out.new_zeros(())
             if self.ar_alpha:
                 penalty = penalty + self.ar_alpha * out.pow(2).mean()
-            if self.tar_beta and raw.size(1) > 1:
-                penalty = penalty + self.tar_beta * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+            if self.tar_beta and raw.size(0) > 1:
+                penalty = penalty + self.tar_beta * (raw[1:] - raw[:-1]).pow(2).mean()
             self._penalty = penalty
         return out, hidden
 
@@ -219,10 +279,48 @@ class RNNLM(nn.Module):
         penalty, self._penalty = self._penalty, None
         return penalty
 
+    def features(self, x: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
+        """x (B, T) token ids -> last layer's outputs after dropout (B, T, H), new hidden state."""
+        out, hidden = self._features_tm(x, hidden)
+        return out.transpose(0, 1), hidden
+
     def forward(self, x: Tensor, hidden: Hidden | None = None) -> tuple[Tensor, Hidden]:
-        """x (B, T) token ids -> logits (B, T, V), new hidden state."""
-        out, hidden = self.features(x, hidden)
-        return self.decoder(out), hidden
+        """x (B, T) token ids -> logits (B, T, V), new hidden state.
+
+        With the adaptive softmax these are the log-probabilities of the whole vocabulary (as good as
+        logits: softmax gives the same distribution back).
+        """
+        out, hidden = self._features_tm(x, hidden)
+        if self.softmax == "adaptive":
+            t, b, _ = out.shape
+            logits = self.decoder.log_prob(out.reshape(t * b, -1)).view(t, b, -1)
+        else:
+            logits = self.decoder(out)
+        return logits.transpose(0, 1), hidden
+
+    def nll(
+        self, x: Tensor, y: Tensor, hidden: Hidden | None = None, reduction: str = "sum"
+    ) -> tuple[Tensor, Hidden]:
+        """Cross-entropy (nats, `reduction` "sum" or "mean" over all B*T tokens) of targets y (B, T)
+        given inputs x (B, T), and the new hidden state."""
+        out, hidden = self._features_tm(x, hidden)
+        h = out.reshape(-1, out.size(-1))  # (T*B, H), time-major like the targets below
+        target = y.t().reshape(-1)
+        if self.softmax == "adaptive":
+            # Log-probability of every target, head and tail clusters alike: perplexity is over all tokens.
+            logp = self.decoder(h, target).output
+            loss = -(logp.sum() if reduction == "sum" else logp.mean())
+        elif (
+            self.fused_loss
+            and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled(h.device.type)
+        ):
+            loss = linear_cross_entropy(
+                h, self.decoder.weight, self.decoder.bias, target, reduction=reduction
+            )
+        else:
+            loss = F.cross_entropy(self.decoder(h).float(), target, reduction=reduction)
+        return loss, hidden
 
 
 def detach_hidden(hidden: Hidden | None) -> Hidden | None:
@@ -241,4 +339,4 @@ def num_parameters(module: nn.Module) -> int:
     )
 
 
-__all__ = ["CELLS", "RNNLM", "Hidden", "detach_hidden", "num_parameters"]
+__all__ = ["CELLS", "RNNLM", "SOFTMAXES", "Hidden", "detach_hidden", "num_parameters"]

@@ -135,5 +135,14 @@ class TransformerLM(nn.Module):
             outs.append(logits)
         return torch.cat(outs, 1), hidden
 
+    def nll(
+        self, x: Tensor, y: Tensor, hidden: Tensor | None = None, reduction: str = "sum"
+    ) -> tuple[Tensor, Tensor | None]:
+        """Cross-entropy (nats, "sum" or "mean" over all B*T tokens) of targets y given x, new context
+        (the recurrent models' training and evaluation entry point)."""
+        logits, hidden = self(x, hidden)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction=reduction)
+        return loss, hidden
+
 
 __all__ = ["TransformerLM"]

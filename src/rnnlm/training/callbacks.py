@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import lightning as L
@@ -15,31 +16,56 @@ log = logging.getLogger(__name__)
 
 
 class TokensPerSecond(L.Callback):
-    """Logs `train/tokens_per_sec`: target tokens per wall-clock second, over `every_n_steps` steps."""
+    """Logs `train/tokens_per_sec`: target tokens per wall-clock second, over `every_n_steps` steps.
 
-    def __init__(self, every_n_steps: int = 50) -> None:
+    It also keeps the steady-state figure of the whole run (`steady_tokens_per_sec`, written to
+    result.json): training steps after the first `warmup_steps`, each timed from the end of the step
+    before it (data loading, forward, backward, update, logging), validation and checkpointing left out.
+    """
+
+    def __init__(self, every_n_steps: int = 50, warmup_steps: int = 10) -> None:
         self.every_n_steps = every_n_steps
+        self.warmup_steps = warmup_steps
         self._t0: float | None = None
         self._tokens = 0
         self._steps = 0
+        self._last_end: float | None = None
+        self._batches = 0
+        self.steady_tokens = 0
+        self.steady_seconds = 0.0
+        self.steady_steps = 0
+
+    @property
+    def steady_tokens_per_sec(self) -> float:
+        return self.steady_tokens / self.steady_seconds if self.steady_seconds > 0 else math.nan
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._tokens, self._steps = None, 0, 0  # validation time is not training time
+        self._last_end = None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        self._tokens += batch[1].numel() * trainer.world_size
+        now = time.perf_counter()
+        tokens = batch[1].numel() * trainer.world_size
+        self._batches += 1
+        if self._last_end is not None and self._batches > self.warmup_steps:
+            self.steady_tokens += tokens
+            self.steady_seconds += now - self._last_end
+            self.steady_steps += 1
+        self._last_end = now
+        self._tokens += tokens
         self._steps += 1
         if self._steps >= self.every_n_steps:
-            elapsed = time.perf_counter() - self._t0
+            elapsed = now - self._t0
             pl_module.log("train/tokens_per_sec", self._tokens / max(elapsed, 1e-9))
             self._t0, self._tokens, self._steps = time.perf_counter(), 0, 0
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._tokens, self._steps = None, 0, 0
+        self._last_end = None
 
 
 class TextSample(L.Callback):

@@ -17,7 +17,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import Tensor
 
@@ -31,6 +30,18 @@ from rnnlm.training.nt_asgd import find_nt_asgd
 log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
+# Optimisers that take the sparse gradient of `model.sparse_embedding=true`.
+SPARSE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adagrad, torch.optim.SparseAdam)
+
+
+def _check_sparse_support(optimizer: torch.optim.Optimizer) -> None:
+    name = type(optimizer).__name__
+    if not isinstance(optimizer, SPARSE_OPTIMIZERS) or optimizer.defaults.get("fused"):
+        raise UserError(
+            f"model.sparse_embedding=true gives the embedding a sparse gradient, which {name}"
+            f"{' (fused)' if optimizer.defaults.get('fused') else ''} cannot take: use optim=sgd "
+            "(without fused) or set model.sparse_embedding=false"
+        )
 
 
 class NonFiniteError(UserError):
@@ -53,10 +64,14 @@ class LMModule(L.LightningModule):
         tokenizer: Tokenizer | None = None,
         config: dict | None = None,
         detect_nonfinite: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "config"], logger=False)
         self.model = instantiate(model, vocab_size=vocab_size)
+        # `compile=true`: torch.compile the forward + loss (the model's own modules and weights are
+        # untouched, so checkpoints are the same); the first steps pay for the compilation.
+        self._nll = torch.compile(self.model.nll) if compile else self.model.nll
         self.tokenizer = tokenizer
         self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
         self.char_level = tokenizer is not None and tokenizer.kind in CHAR_LEVEL
@@ -80,29 +95,44 @@ class LMModule(L.LightningModule):
 
     # -- the step ------------------------------------------------------------------------------------
     def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
+        """The window's loss (mean per token when training, summed otherwise) and its token count.
+
+        The model computes the loss itself (`RNNLM.nll`): with the full softmax that is the fused,
+        chunked linear + cross-entropy, which never builds the (B*T, V) logits.
+        """
         x, y = batch  # (B, T) inputs and targets
-        logits, hidden = self.model(x, self.hidden[stage])  # (B, T, V)
+        reduction = "mean" if stage == "train" else "sum"
+        loss, hidden = self._nll(x, y, self.hidden[stage], reduction)
         self.hidden[stage] = detach_hidden(hidden)
-        nll_sum = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum")
         n = y.numel()
+        nll_sum = loss.detach() * n if reduction == "mean" else loss
         self.mean_loss[f"{stage}_"].update(nll_sum, n)
-        return nll_sum, n
+        return loss, n
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        nll_sum, n = self._step("train", batch)
-        loss = nll_sum / n
+        loss, n = self._step("train", batch)
         if self.hparams.detect_nonfinite and not torch.isfinite(loss):
             raise NonFiniteError(self._nonfinite_message(f"non-finite loss ({float(loss)})"))
         self.tokens_seen += n * self.trainer.world_size
         self.windows_done += 1
         self.tokens_trained_here += n * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
-        self.log("train/ppl", loss.detach().exp(), prog_bar=True)
-        if self.char_level:
-            self.log("train/bpc", loss.detach() / LN2)
+        if self._writes_logs():
+            self.log("train/ppl", loss.detach().exp(), prog_bar=True)
+            if self.char_level:
+                self.log("train/bpc", loss.detach() / LN2)
         # AR/TAR (model.ar_alpha, model.tar_beta): minimised with the loss, not part of train/loss.
         penalty = self.model.pop_penalty() if hasattr(self.model, "pop_penalty") else None
         return loss if penalty is None else loss + penalty
+
+    def _writes_logs(self) -> bool:
+        """Whether the loggers record this step (every `trainer.log_every_n_steps`).
+
+        Each `self.log` costs a fraction of a millisecond of Lightning bookkeeping, a few percent of a
+        small model's step: the metrics that only the loggers read are logged on the steps they record.
+        """
+        connector = getattr(self._trainer, "_logger_connector", None)
+        return bool(getattr(connector, "should_update_logs", True))
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step("val", batch)
@@ -213,6 +243,8 @@ class LMModule(L.LightningModule):
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optim, params=self.parameters())
+        if self.model.embedding.sparse:
+            _check_sparse_support(optimizer)
         sched_cfg = dict(self.hparams.scheduler or {})
         if not sched_cfg:
             return optimizer
@@ -227,13 +259,34 @@ class LMModule(L.LightningModule):
         }
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self.log("train/lr", optimizer.param_groups[0]["lr"])
-        if self.hparams.detect_nonfinite:
-            # A finite loss can still give inf/nan gradients; stepping on them would poison the weights
-            # and the next checkpoint. One fused norm over all gradients is cheap next to the step.
-            grads = [p.grad for p in self.parameters() if p.grad is not None]
-            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True)):
-                raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
+        if self._writes_logs():
+            self.log("train/lr", optimizer.param_groups[0]["lr"])
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by the global norm, and stop on inf/NaN gradients before the optimiser step.
+
+        A finite loss can still give non-finite gradients; stepping on them would poison the weights and
+        the next checkpoint. The check reuses the norm that clipping computes anyway.
+        """
+        if not self.hparams.detect_nonfinite or gradient_clip_algorithm not in (None, "norm"):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        if gradient_clip_val:
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.parameters(), gradient_clip_val, foreach=True
+            )
+        else:
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if not torch.isfinite(norm):
+            raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
 
     def _nonfinite_message(self, what: str) -> str:
         ckpt = self.trainer.checkpoint_callback

@@ -84,8 +84,5 @@ def resume_argv(argv: list[str]) -> list[str]:
         or any(a.startswith("hydra.run.dir=") for a in argv)
     ):
         return argv
-    try:
-        run_dir, _ = find_resume(values[-1], os.environ.get("RNNLM_OUTPUT_DIR", "outputs"))
-    except UserError:
-        return argv  # reported properly once Hydra has started
+    run_dir, _ = find_resume(values[-1], os.environ.get("RNNLM_OUTPUT_DIR", "outputs"))
     return [*argv, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import re
@@ -20,6 +21,7 @@ from rnnlm.cli import CONF_DIR, user_message
 from rnnlm.config_check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
+from rnnlm.training.callbacks import TokensPerSecond
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
@@ -29,7 +31,16 @@ from rnnlm.training.resume import find_resume, load_run_config
 log = logging.getLogger(__name__)
 
 # Overrides that say where or how to run, not what is trained: left out of TensorBoard run names.
-_NOT_IN_RUN_NAME = ("hydra.", "paths.", "resume", "trainer", "callbacks", "logger", "debug")
+_NOT_IN_RUN_NAME = (
+    "hydra.",
+    "paths.",
+    "resume",
+    "trainer",
+    "callbacks",
+    "logger",
+    "debug",
+    "compile",
+)
 
 
 def run_name(overrides: list[str]) -> str:
@@ -125,6 +136,10 @@ def train(cfg: DictConfig) -> float:
         status = "failed" if isinstance(err, Exception) else "interrupted"
         record.update(status=status, error=(user_message(err) or repr(err))[:500])
         raise
+    finally:
+        # The Trainer keeps its data loaders (views of memory-mapped token files) in reference cycles;
+        # collect them now so a sweep of many jobs in one process does not pile up open files.
+        gc.collect()
     return best_val_ppl
 
 
@@ -147,6 +162,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         tokenizer=tokenizer,
         config=config,
         detect_nonfinite=detect_nonfinite,
+        compile=bool(cfg.get("compile", False)),
     )
     kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
@@ -166,9 +182,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
         hparams = _flat_hparams(cfg)
         for lg in loggers:
-            if isinstance(
-                lg, TensorBoardLogger
-            ):  # the HPARAMS tab needs a metric registered with them
+            if isinstance(lg, TensorBoardLogger):  # HPARAMS needs a metric registered with them
                 lg.log_hyperparams(hparams, metrics={"val/best_ppl": math.nan})
             else:
                 lg.log_hyperparams(hparams)
@@ -191,11 +205,24 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         test_ppl=test_ppl,
         tokens_seen=module.tokens_seen,
         tokens_per_sec=module.tokens_trained_here / train_time if train_time > 0 else math.nan,
+        **_steady_throughput(trainer),
         epochs=trainer.current_epoch,
         steps=trainer.global_step,
     )
     _print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
+
+
+def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
+    """Training tokens/s after the warm-up steps, validation left out (from the TokensPerSecond callback)."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, TokensPerSecond) and cb.steady_steps:
+            return {
+                "steady_tokens_per_sec": cb.steady_tokens_per_sec,
+                "steady_steps": cb.steady_steps,
+                "warmup_steps": cb.warmup_steps,
+            }
+    return {}
 
 
 def _print_summary(

@@ -1,0 +1,16 @@
+"""Likelihood ranking: `python src/rank.py ckpt_path=<file> context="..." candidates='["a", "b"]'`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlm.applications.rank import rank
+from rnnlm.cli import run_task
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
+def main(cfg: DictConfig) -> list:
+    return run_task(rank, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+"""Semantic search: `python src/search.py ckpt_path=<file> corpus=<file or folder> query="..." top_k=5`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlm.applications.search import search
+from rnnlm.cli import run_task
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> list:
+    return run_task(search, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The benchmark: the reference loop, rnnlm's same maths, and `BENCH_QUICK=1 make bench` (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import reference  # noqa: E402
+from corpus import zipf_corpus  # noqa: E402
+
+from rnnlm.models import RNNLM, detach_hidden  # noqa: E402
+
+
+def _reference_and_rnnlm(cell: str, vocab: int = 40, sparse: bool = True):
+    torch.manual_seed(0)
+    ref = reference.RNNModel(cell.upper(), vocab, 12, 10, 2, dropout=0.0)
+    ours = RNNLM(vocab, cell=cell, embedding_dim=12, hidden_dim=10, num_layers=2, dropout=0.0,
+                 sparse_embedding=sparse)  # fmt: skip
+    state = {k.replace("encoder.", "embedding."): v for k, v in ref.state_dict().items()}
+    ours.load_state_dict(state)
+    return ref, ours
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_rnnlm_does_the_reference_maths(cell, sparse):
+    """Three steps of the classic loop (log_softmax + NLLLoss, clip 0.25, p -= 20 * grad, hidden carried)
+    and of rnnlm's path (fused loss, clip_grad_norm_, foreach SGD) give the same weights."""
+    ref, ours = _reference_and_rnnlm(cell, sparse=sparse)
+    opt = torch.optim.SGD(ours.parameters(), lr=20.0, foreach=True)
+    stream = torch.randint(0, 40, (5 * 3 * 7 + 1,))
+    data = reference.batchify(stream, 5, "cpu")  # (N, B) as in the example
+    h_ref, h_ours = ref.init_hidden(5), None
+    criterion = torch.nn.NLLLoss()
+    for i in range(0, 3 * 7, 7):
+        x, y = reference.get_batch(data, i, 7)
+        ref.zero_grad()
+        h_ref = reference.repackage_hidden(h_ref)
+        out, h_ref = ref(x, h_ref)
+        loss_ref = criterion(out, y)
+        loss_ref.backward()
+        torch.nn.utils.clip_grad_norm_(ref.parameters(), 0.25)
+        for p in ref.parameters():
+            p.data.add_(p.grad, alpha=-20.0)
+
+        xb, yb = x.t(), data[i + 1 : i + 8].t()  # rnnlm's (B, T) windows
+        loss, h_ours = ours.nll(xb, yb, h_ours, reduction="mean")
+        h_ours = detach_hidden(h_ours)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ours.parameters(), 0.25)
+        opt.step()
+        torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+    ref_state = {k.replace("encoder.", "embedding."): v for k, v in ref.state_dict().items()}
+    for k, v in ours.state_dict().items():
+        torch.testing.assert_close(v, ref_state[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_reference_script_runs(tmp_path):
+    corpus = zipf_corpus(tmp_path / "zipf", vocab_size=300, train_mb=0.05, eval_mb=0.01)
+    out = tmp_path / "ref.json"
+    reference.main(
+        ["--config", "word", "--data", str(corpus), "--steps", "4", "--warmup", "1", "--eval",
+         "--eval-windows", "2", "--json", str(out)]
+    )  # fmt: skip
+    r = json.loads(out.read_text())
+    assert r["steps"] == 4 and r["timed_steps"] == 3 and r["tokens_per_sec"] > 0
+    assert r["vocab_size"] == 301  # every word of the Zipf vocabulary and <eos> (no <unk> in it)
+    assert r["val_ppl"] > 1
+
+
+def test_zipf_corpus_has_the_whole_vocabulary(tmp_path):
+    from rnnlm.data.tokenizers import WordTokenizer
+
+    folder = zipf_corpus(tmp_path / "z", vocab_size=500, train_mb=0.02, eval_mb=0.005)
+    tok = WordTokenizer.train((folder / "train.txt").read_text())
+    assert tok.vocab_size == 502
+    assert zipf_corpus(folder, vocab_size=500, train_mb=0.02, eval_mb=0.005) == folder  # reused
+
+
+@pytest.mark.slow
+def test_bench_quick(tmp_path):
+    """`BENCH_QUICK=1 make bench`, as the harness itself (the Makefile target only adds `make install`)."""
+    env = {**os.environ, "BENCH_QUICK": "1", "BENCH_OUT": str(tmp_path / "bench")}
+    env.pop("RNNLM_DATA_DIR", None)
+    proc = subprocess.run(
+        [sys.executable, "bench/run.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "bench" / "results.json").read_text())
+    assert {c["case"] for c in results["cases"]} == {"word", "char", "tiny"}
+    for c in results["cases"]:
+        assert c["ratio_median"] > 0 and c["rnnlm_val_ppl"] > 1 and c["reference_val_ppl"] > 1
+    assert results["adaptive"]["ratio_median"] > 0
+    assert (
+        results["tokenize"]["word"]["second"]["data_s"]
+        < results["tokenize"]["word"]["first"]["data_s"]
+    )
+    table = (tmp_path / "bench" / "benchmarks.md").read_text()
+    assert "| case |" in table and "BENCH_QUICK=1" in table

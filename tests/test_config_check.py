@@ -1,0 +1,91 @@
+"""Config validation before anything runs (src/rnnlm/config_check.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF_DIR, run_train_script
+from rnnlm.config_check import validate_overrides
+from rnnlm.errors import UserError
+
+CASES = [
+    (
+        ["model.hiden_dim=5"],
+        "model.hiden_dim=5 is not a known key of model; did you mean model.hidden_dim?",
+    ),
+    (
+        ["+model.hiden_dim=5"],
+        "model.hiden_dim=5 is not a known key of model; did you mean model.hidden_dim?",
+    ),
+    (["+trainer.max_epoch=3"], "did you mean trainer.max_epochs?"),
+    (["+sed=3"], "sed=3 is not a known key of the top level; did you mean seed?"),
+    (["model.hidden_dim=abc"], "model.hidden_dim='abc' has the wrong type: expected an integer"),
+    (
+        ["model.tie_weights=maybe"],
+        "model.tie_weights='maybe' has the wrong type: expected a boolean",
+    ),
+    (["optim.lr=-1"], "optim.lr=-1 must be > 0"),
+    (["optim.lr=0"], "optim.lr=0 must be > 0"),
+    (["model.dropout=1.0"], "model.dropout=1.0 must be in [0, 1)"),
+    (["model.dropout=-0.1"], "model.dropout=-0.1 must be in [0, 1)"),
+    (["model.num_layers=0"], "model.num_layers=0 must be an integer >= 1"),
+    (["model.hidden_dim=-4"], "model.hidden_dim=-4 must be an integer >= 1"),
+    (["data.bptt=0"], "data.bptt=0 must be an integer >= 1"),
+    (["data.batch_size=0"], "data.batch_size=0 must be an integer >= 1"),
+    (["data.max_vocab=0"], "data.max_vocab=0 must be null (no limit) or >= 3"),
+    (["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5 must be in [0, 1)"),
+    (
+        ["model.tie_weights=true", "model.embedding_dim=16", "model.hidden_dim=32"],
+        "model.tie_weights=true needs model.embedding_dim == model.hidden_dim (got 16 and 32)",
+    ),
+    (["model=foo"], "Could not find 'model/foo'; available options: gru, lstm"),
+    (["data=text_files"], "data.path is required"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_overrides_are_rejected_with_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(UserError) as err:
+        validate_overrides("train", str(CONF_DIR), overrides)
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model=lstm", "optim=sgd", "optim.momentum=0.9", "scheduler=plateau"],
+        ["+trainer.profiler=simple", "+trainer.limit_train_batches=5"],  # real Trainer arguments
+        ["data.max_vocab=null", "data.eval_batch_size=8", "optim.lr=1"],  # an int where a float is
+        ["experiment=shakespeare_word_lstm", "debug=smoke"],
+        ["seed=0"],
+    ],
+)
+def test_good_overrides_pass(overrides: list[str]) -> None:
+    validate_overrides("train", str(CONF_DIR), overrides)
+
+
+def test_a_valid_argument_missing_its_plus_gets_the_hint() -> None:
+    with pytest.raises(UserError, match=r"use \+trainer.limit_train_batches=5"):
+        validate_overrides("train", str(CONF_DIR), ["trainer.limit_train_batches=5"])
+
+
+def test_eval_and_generate_configs_are_checked_too() -> None:
+    validate_overrides("generate", str(CONF_DIR), ["ckpt_path=x.ckpt", "temperature=0"])
+    with pytest.raises(UserError, match="ckpt_path is required"):
+        validate_overrides("eval", str(CONF_DIR), [])
+    with pytest.raises(UserError, match="did you mean top_k"):
+        validate_overrides("generate", str(CONF_DIR), ["ckpt_path=x", "+topk=5"])
+
+
+def test_rejected_run_creates_nothing(tmp_path: Path) -> None:
+    out_root = tmp_path / "outputs"
+    result = run_train_script(["+model.hiden_dim=5"], env={"RNNLM_OUTPUT_DIR": str(out_root)})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: config: model.hiden_dim=5 is not a known key of model; did you mean model.hidden_dim?"
+    ]
+    assert not out_root.exists()
