@@ -86,7 +86,7 @@ def test_adaptive_softmax_trains_and_perplexity_is_over_all_tokens(tmp_path):
 
     # Perplexity over every validation token, head and tail clusters alike, from the full distribution.
     model = module.model.eval()
-    dm.setup("validate")  # the Trainer's teardown released the windows
+    dm.setup("validate")  # the Trainer's teardown closed the memory-mapped ids
     windows = dm.windows["valid"]
     hidden, nll, count = None, 0.0, 0
     with torch.no_grad():

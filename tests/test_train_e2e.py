@@ -307,8 +307,8 @@ def test_config_options_are_discovered() -> None:
 )
 def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> None:
     overrides = [f"{group}={option}"]
-    if (group, option) == ("data", "text_files"):
-        overrides.append(f"data.path={tmp_path}")
+    if (group, option) == ("data", "text_files") or (group, option[:6]) == ("experiment", "bench_"):
+        overrides.append(f"data.path={tmp_path}")  # corpus folders the user names
     with composed(overrides, tmp_path / "out") as cfg:
         # Every interpolation resolves and no mandatory value is left unset.
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
