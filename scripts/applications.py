@@ -48,15 +48,18 @@ SEPARATOR = {"line": "\n", "paragraph": "\n\n"}  # what lies between a passage a
 
 
 def untrained_copy(lm: LanguageModel, seed: int) -> LanguageModel:
-    """The same architecture and vocabulary with freshly initialised weights: a control."""
-    model = copy.deepcopy(lm.model)
+    """The same architecture and vocabulary with freshly initialised weights: a control.
+
+    The weights are drawn on the CPU, so the control is the same whatever device runs the rest.
+    """
+    model = copy.deepcopy(lm.model).cpu()
     torch.manual_seed(seed)
     for module in model.modules():
         if module is not model and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     if hasattr(model, "reset_parameters"):
         model.reset_parameters()
-    return LanguageModel(model.eval(), lm.tokenizer)
+    return LanguageModel(model.to(lm.device).eval(), lm.tokenizer)
 
 
 def pmi_scores(lm: LanguageModel, passages: list[str], items, sep: str) -> np.ndarray:  # noqa: ANN001
