@@ -109,6 +109,12 @@ def _chunked(
         # targets. The 1/sums and the -Y are applied to the small (c, H) factors, not to the (V, c) E:
         # one pass over E fewer.
         inv = (sums.reciprocal() * scale).unsqueeze(1)  # (c, 1)
+        if need_b:  # while E is still in cache from the passes above
+            if start == 0:
+                torch.mv(z, inv.squeeze(1), out=grad_b)  # E (1/sums)
+            else:
+                grad_b.addmv_(z, inv.squeeze(1))
+            grad_b.index_add_(0, yc, torch.full_like(grad_b[:1], -scale).expand(c))
         if need_h:
             gh = grad_h[start:stop]
             torch.mm(z.t(), weight, out=gh)  # E^T W
@@ -120,13 +126,6 @@ def _chunked(
             else:
                 grad_w.addmm_(z, hs)
             grad_w.index_add_(0, yc, hc, alpha=-scale)  # - Y h
-        if need_b:
-            eb = torch.mv(z, inv.squeeze(1))  # E (1/sums)
-            if start == 0:
-                grad_b.copy_(eb)
-            else:
-                grad_b += eb
-            grad_b.index_add_(0, yc, torch.full_like(eb[:1], -scale).expand(c))
     return total * scale, (grad_h, grad_w, grad_b)
 
 

@@ -187,7 +187,17 @@ class LMModule(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optim, params=self.parameters())
+        params: Any = self.parameters()
+        if self.model.embedding.sparse:
+            # The sparse gradient in a group of its own, so the dense ones keep the multi-tensor
+            # (foreach) update: torch.optim falls back to one update per tensor in a group with a
+            # sparse gradient.
+            sparse = self.model.embedding.weight
+            params = [
+                {"params": [p for p in self.parameters() if p is not sparse]},
+                {"params": [sparse]},
+            ]
+        optimizer = instantiate(self.hparams.optim, _partial_=True)(params)
         if self.model.embedding.sparse:
             _check_sparse_support(optimizer)
         sched_cfg = dict(self.hparams.scheduler or {})

@@ -7,6 +7,7 @@ import gc
 import logging
 import math
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -236,6 +237,7 @@ def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
             return {
                 "steady_tokens_per_sec": cb.steady_tokens_per_sec,
                 "steady_steps": cb.steady_steps,
+                "steady_step_ms_median": 1000 * statistics.median(cb.step_seconds),
                 "warmup_steps": cb.warmup_steps,
             }
     return {}
