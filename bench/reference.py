@@ -178,7 +178,7 @@ def train_steps(model, criterion, train_data, args, steps, warmup, lr):
     model.train()
     total_loss = 0.0
     hidden = model.init_hidden(args.batch_size)
-    timed_tokens, t_start, t_last = 0, None, None
+    timed_tokens, t_start, t_last, step_seconds = 0, None, None, []
     done = 0
     for batch, i in enumerate(range(0, train_data.size(0) - 1, args.bptt)):
         if batch >= steps:
@@ -205,6 +205,9 @@ def train_steps(model, criterion, train_data, args, steps, warmup, lr):
             t_start = now
         elif batch + 1 > warmup:
             timed_tokens += targets.numel()
+            prev = t_last if t_last is not None else t_start
+            if prev is not None:
+                step_seconds.append(now - prev)
             t_last = now
     elapsed = (t_last - t_start) if t_start is not None and t_last is not None else math.nan
     return {
@@ -213,6 +216,9 @@ def train_steps(model, criterion, train_data, args, steps, warmup, lr):
         "timed_tokens": timed_tokens,
         "timed_seconds": elapsed,
         "tokens_per_sec": timed_tokens / elapsed if elapsed and elapsed > 0 else math.nan,
+        "step_ms_median": 1000 * sorted(step_seconds)[len(step_seconds) // 2]
+        if step_seconds
+        else math.nan,
         "train_loss": total_loss / max(done, 1),
     }
 

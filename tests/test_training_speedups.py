@@ -96,3 +96,24 @@ def test_steady_state_throughput_leaves_out_warmup_and_validation(tmp_path):
     assert cb.steady_steps == 12 - 3 - 1
     assert cb.steady_tokens == cb.steady_steps * 4 * 6
     assert cb.steady_tokens_per_sec > 0
+
+
+class _SGDSubclass(torch.optim.SGD):
+    """Same update as SGD, but not recognised as plain SGD: clipping scales the gradients."""
+
+
+@pytest.mark.parametrize("steps", [1, 2, 12])
+def test_clipping_folded_into_the_learning_rate_is_the_same_update(tmp_path, steps):
+    optim = {"lr": 5.0, "foreach": True}
+    folded, t1 = _fit(
+        tmp_path / "a", _model(), {"_target_": "torch.optim.SGD", **optim}, steps=steps
+    )
+    scaled, t2 = _fit(tmp_path / "b", _model(),
+                      {"_target_": f"{__name__}._SGDSubclass", **optim}, steps=steps)  # fmt: skip
+    for (name, p), q in zip(
+        folded.model.named_parameters(), scaled.model.parameters(), strict=True
+    ):
+        diff = float((p - q).abs().max())
+        assert diff < 1e-4, (name, diff, float(p.abs().max()))
+    # the scheduled learning rate is back in place after every step
+    assert t1.optimizers[0].param_groups[0]["lr"] == 5.0

@@ -34,6 +34,7 @@ class TokensPerSecond(L.Callback):
         self.steady_tokens = 0
         self.steady_seconds = 0.0
         self.steady_steps = 0
+        self.step_seconds: list[float] = []  # each steady-state step's time
 
     @property
     def steady_tokens_per_sec(self) -> float:
@@ -55,6 +56,7 @@ class TokensPerSecond(L.Callback):
             self.steady_tokens += tokens
             self.steady_seconds += now - self._last_end
             self.steady_steps += 1
+            self.step_seconds.append(now - self._last_end)
         self._last_end = now
         self._tokens += tokens
         self._steps += 1

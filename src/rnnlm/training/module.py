@@ -44,6 +44,19 @@ def _check_sparse_support(optimizer: torch.optim.Optimizer) -> None:
         )
 
 
+def _plain_sgd(optimizer: Any) -> bool:
+    """SGD whose update is exactly p -= lr * grad (so scaling lr is scaling grad)."""
+    optimizer = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer wraps it
+    return type(optimizer) is torch.optim.SGD and all(
+        not g["momentum"]
+        and not g["weight_decay"]
+        and not g.get("maximize", False)
+        and not g.get("differentiable", False)
+        and not isinstance(g["lr"], torch.Tensor)
+        for g in optimizer.param_groups
+    )
+
+
 class NonFiniteError(UserError):
     """The loss or the gradients became inf/NaN (trainer.detect_nonfinite=true)."""
 
@@ -242,7 +255,17 @@ class LMModule(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optim, params=self.parameters())
+        params: Any = self.parameters()
+        if self.model.embedding.sparse:
+            # The sparse gradient in a group of its own, so the dense ones keep the multi-tensor
+            # (foreach) update: torch.optim falls back to one update per tensor in a group with a
+            # sparse gradient.
+            sparse = self.model.embedding.weight
+            params = [
+                {"params": [p for p in self.parameters() if p is not sparse]},
+                {"params": [sparse]},
+            ]
+        optimizer = instantiate(self.hparams.optim, _partial_=True)(params)
         if self.model.embedding.sparse:
             _check_sparse_support(optimizer)
         sched_cfg = dict(self.hparams.scheduler or {})
@@ -272,21 +295,45 @@ class LMModule(L.LightningModule):
 
         A finite loss can still give non-finite gradients; stepping on them would poison the weights and
         the next checkpoint. The check reuses the norm that clipping computes anyway.
+
+        For plain SGD (no momentum, no weight decay) the clipping factor goes into this step's learning
+        rate instead of into the gradients: p - (lr * c) * g is p - lr * (c * g), without a pass over
+        every gradient (`optimizer_step` puts the learning rate back).
         """
         if not self.hparams.detect_nonfinite or gradient_clip_algorithm not in (None, "norm"):
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if not grads:
+        params = [p for p in self.parameters() if p.grad is not None]
+        if not params:
             return
-        if gradient_clip_val:
-            norm = torch.nn.utils.clip_grad_norm_(
-                self.parameters(), gradient_clip_val, foreach=True
-            )
-        else:
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if not torch.isfinite(norm):
             raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
+        if not gradient_clip_val:
+            return
+        if _plain_sgd(optimizer):
+            coef = min(1.0, float(gradient_clip_val) / (float(norm) + 1e-6))
+            if coef < 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["lr"] * coef
+        else:
+            torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm)
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Any,
+        optimizer_closure: Any = None,
+    ) -> None:
+        # The closure (step, backward, clipping) runs inside optimizer.step(); clipping may scale this
+        # step's learning rate (see configure_gradient_clipping): restore the scheduled one afterwards.
+        saved = [group["lr"] for group in optimizer.param_groups]
+        try:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        finally:
+            for group, lr in zip(optimizer.param_groups, saved, strict=True):
+                group["lr"] = lr
 
     def _nonfinite_message(self, what: str) -> str:
         ckpt = self.trainer.checkpoint_callback

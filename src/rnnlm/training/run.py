@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import math
 import re
+import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,12 +116,30 @@ def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def keep_large_blocks_in_heap() -> None:
+    """Let glibc reuse freed blocks of up to 64 MB instead of unmapping them (Linux only).
+
+    By default glibc hands large freed blocks back to the kernel and the next step's allocation of the
+    same size page-faults them in again, zero-filled: for a word-level model that is every step's fresh
+    output-layer gradient (13,777 x 200 floats, 11 MB), some 2,000 page faults per step.
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def train(cfg: DictConfig) -> float:
     """Fit, test the best checkpoint, print a summary; return the best validation perplexity.
 
     With `resume=<run folder | checkpoint | latest>` the run continues from its last checkpoint with
     its own config, in its own folder and TensorBoard run.
     """
+    keep_large_blocks_in_heap()
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("resume"):
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
@@ -220,6 +241,7 @@ def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
             return {
                 "steady_tokens_per_sec": cb.steady_tokens_per_sec,
                 "steady_steps": cb.steady_steps,
+                "steady_step_ms_median": 1000 * statistics.median(cb.step_seconds),
                 "warmup_steps": cb.warmup_steps,
             }
     return {}
