@@ -176,22 +176,6 @@ class LMModule(L.LightningModule):
         else:
             self._lr_scale = 1.0
 
-    def optimizer_step(
-        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
-    ) -> None:
-        if self._lr_scale == 1.0:
-            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        # Variable-length BPTT: a window of seq_len tokens steps with lr * seq_len / bptt (AWD-LSTM), so
-        # short windows do not weigh as much as full ones; the scheduler's own rate is restored after.
-        lrs = [g["lr"] for g in optimizer.param_groups]
-        for g in optimizer.param_groups:
-            g["lr"] = g["lr"] * self._lr_scale
-        try:
-            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
-        finally:
-            for g, lr in zip(optimizer.param_groups, lrs, strict=True):
-                g["lr"] = lr
-
     # -- NT-ASGD: evaluate with the averaged weights once averaging has started ----------------------
     def _averager(self) -> Any:
         if self._trainer is None:
@@ -326,9 +310,14 @@ class LMModule(L.LightningModule):
         optimizer: Any,
         optimizer_closure: Any = None,
     ) -> None:
-        # The closure (step, backward, clipping) runs inside optimizer.step(); clipping may scale this
-        # step's learning rate (see configure_gradient_clipping): restore the scheduled one afterwards.
+        # Variable-length BPTT: a window of seq_len tokens steps with lr * seq_len / bptt (AWD-LSTM), so
+        # short windows do not weigh as much as full ones. The closure (step, backward, clipping) runs
+        # inside optimizer.step(), and clipping may scale this step's learning rate too (see
+        # configure_gradient_clipping): the scheduled rates are restored afterwards.
         saved = [group["lr"] for group in optimizer.param_groups]
+        if self._lr_scale != 1.0:
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] * self._lr_scale
         try:
             super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
         finally:
