@@ -53,6 +53,9 @@ class Case:
     steps: int  # training steps per run (both sides); validation after the last one
     warmup: int  # steps not timed
     target: float  # rnnlm / reference tokens per second
+    eval_windows: (
+        int  # validation windows scored after the last step (the same first ones on both sides)
+    )
     quick_steps: int = 12
     quick_warmup: int = 4
     gpu_batch: int = 128  # columns on a GPU (bench/gpu.sh), both sides
@@ -73,9 +76,10 @@ CASES = {
         "bench_classic",
         "wikitext-2-mini",
         "word",
-        steps=155,
+        steps=100,
         warmup=10,
         target=1.5,
+        eval_windows=100,  # 35,000 of the split's 120,000 tokens
     ),
     "char": Case(
         "char",
@@ -83,9 +87,10 @@ CASES = {
         "bench_char",
         "tinyshakespeare",
         "char",
-        steps=16,
-        warmup=4,
+        steps=12,
+        warmup=3,
         target=1.0,
+        eval_windows=30,  # 38,400 of the split's 111,540 characters
         quick_steps=4,
         quick_warmup=2,
         cell="gru",
@@ -100,9 +105,10 @@ CASES = {
         "bench_tiny",
         "tinyshakespeare",
         "tiny",
-        steps=300,
-        warmup=30,
+        steps=200,
+        warmup=20,
         target=0.8,
+        eval_windows=60,  # 38,400 characters
         quick_steps=40,
         quick_warmup=10,
         cell="gru",
@@ -271,8 +277,7 @@ def run_reference(case: Case, args: argparse.Namespace, data: Path, seed: int, t
     ]
     if args.case_batch:
         cmd += ["--batch-size", str(args.case_batch)]
-    if args.quick:
-        cmd += ["--eval-windows", "5"]
+    cmd += ["--eval-windows", str(args.eval_windows)]
     run_child(cmd, out / "log.txt")
     r = json.loads((out / "result.json").read_text())
     return {
@@ -312,8 +317,7 @@ def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: 
     ]
     if args.case_batch:
         extra.append(f"data.batch_size={args.case_batch}")
-    if args.quick:
-        extra.append("+trainer.limit_val_batches=5")
+    extra.append(f"+trainer.limit_val_batches={args.eval_windows}")
     run_child(rnnlm_cmd(case.experiment, data, out, args, *extra), out / "log.txt", env=args.env)
     r = json.loads((out / "result.json").read_text())
     if r.get("status") != "finished":
@@ -333,6 +337,7 @@ def bench_case(case: Case, args: argparse.Namespace) -> dict:
     args.case_batch = args.batch or (case.gpu_batch if args.device == "cuda" else 0)
     args.steps = case.quick_steps if args.quick else case.steps
     args.warmup = case.quick_warmup if args.quick else case.warmup
+    args.eval_windows = 5 if args.quick else case.eval_windows
     # Both sides stop within the first epoch (validation comes after the last step).
     per_epoch = windows_per_epoch(data, case, args.case_batch or case.batch)
     if args.steps > per_epoch:
@@ -384,8 +389,8 @@ def bench_case(case: Case, args: argparse.Namespace) -> dict:
 def bench_adaptive(args: argparse.Namespace, zipf: Path) -> dict:
     runs: dict[str, list[float]] = {"full": [], "adaptive": []}
     steps = {
-        "full": (4, 2) if args.quick else (8, 2),
-        "adaptive": (12, 4) if args.quick else (40, 10),
+        "full": (4, 2) if args.quick else (6, 2),
+        "adaptive": (12, 4) if args.quick else (30, 10),
     }
     for r in range(args.rounds):
         for softmax in ("full", "adaptive"):
@@ -502,7 +507,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
             "are not timed, nor is validation. Ratio: median over rounds of rnnlm / reference. "
             "Peak fraction: model FLOPs per token (forward + backward of the recurrent and output layers) "
             "x tokens/s / measured matmul peak. Validation perplexity: after the same steps, mean over the "
-            "rounds, whole validation split, 10 columns (the recipe's eval batch).",
+            "rounds, on the first windows of the validation split laid out in 10 columns (the recipe's eval "
+            "batch; the same windows on both sides, see `eval_windows` in bench/run.py).",
             "",
             "| case | steps (warm-up) | reference tokens/s | rnnlm tokens/s | ratio (target) | "
             "% of peak ref / rnnlm | val ppl ref / rnnlm (diff) |",

@@ -149,3 +149,39 @@ def test_dropout_is_active_in_train_mode_only() -> None:
         d, _ = model(x)
     assert not torch.allclose(a, b)
     torch.testing.assert_close(c, d)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_fast_dropout_drops_p_and_keeps_the_expectation(p: float) -> None:
+    """regularization.dropout: the fraction dropped is p, kept units are scaled by 1/(1-p), the
+    gradient is the same mask, and a seed gives the same mask."""
+    from rnnlm.models.regularization import dropout
+
+    x = torch.ones(257, 1001, requires_grad=True)  # an odd size: the 16-bit draws do not divide it
+    torch.manual_seed(3)
+    y = dropout(x, p, training=True)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 0.005
+    torch.testing.assert_close(
+        y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)), rtol=1e-4, atol=0
+    )
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())
+    torch.manual_seed(3)
+    torch.testing.assert_close(dropout(x, p, training=True), y)
+    assert dropout(x, p, training=False) is x and dropout(x, 0.0, training=True) is x
+
+
+def test_classic_dropout_between_layers_is_active_in_training_only() -> None:
+    torch.manual_seed(0)
+    model = RNNLM(30, cell="lstm", embedding_dim=8, hidden_dim=8, num_layers=3, dropout=0.3)
+    x = torch.randint(0, 30, (4, 6))
+    model.train()
+    a, _ = model(x)
+    b, _ = model(x)
+    assert not torch.equal(a, b)
+    model.eval()
+    c, _ = model(x)
+    d, _ = model(x)
+    torch.testing.assert_close(c, d)

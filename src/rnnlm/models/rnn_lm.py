@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.loss import linear_cross_entropy
+from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
 
 # An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
@@ -165,8 +166,15 @@ class RNNLM(nn.Module):
         self.weight_drop = weight_drop
         self.ar_alpha = ar_alpha
         self.tar_beta = tar_beta
-        # Layer by layer (same weights, same kernels) when the layers need something between them.
-        self.layerwise = self.locked or weight_drop > 0.0 or self.split_layers
+        # Layer by layer (same weights, same kernels) when the layers need something between them:
+        # also for the classic dropout between layers, which is then `regularization.dropout` (its mask
+        # is cheaper on a CPU than the one nn.LSTM/nn.GRU would draw).
+        self.layerwise = (
+            self.locked
+            or weight_drop > 0.0
+            or self.split_layers
+            or (num_layers > 1 and dropout > 0)
+        )
         self._penalty: Tensor | None = None
         self.embedding = nn.Embedding(vocab_size, embedding_dim, sparse=sparse_embedding)
         # Time-major inside (T, B, .): the layout the RNN kernels use, so no transposed copies.
@@ -181,10 +189,8 @@ class RNNLM(nn.Module):
                 embedding_dim,
                 self.hidden_dim,
                 num_layers=num_layers,
-                dropout=dropout if num_layers > 1 and not self.layerwise else 0.0,
                 **extra,
             )
-        self.drop = nn.Dropout(dropout)
         self.decoder: nn.Module
         if softmax == "adaptive":
             self.decoder = nn.AdaptiveLogSoftmaxWithLoss(
@@ -254,15 +260,17 @@ class RNNLM(nn.Module):
         if self.dropout_embedding:
             emb = embedding_dropout(emb, xt, self.vocab_size, self.dropout_embedding, self.training)
         if not self.layerwise:
-            raw, hidden = self.rnn(self.drop(emb), hidden)  # (T, B, H)
-            out = self.drop(raw)
+            raw, hidden = self.rnn(drop(emb, self.dropout, self.training), hidden)  # (T, B, H)
+            out = drop(raw, self.dropout, self.training)
         elif self.locked:
             emb = locked_dropout(emb, self.dropout_input, self.training, time_dim=0)
             raw, hidden = self._run_layers(emb, hidden, locked=True)
             out = locked_dropout(raw, self.dropout, self.training, time_dim=0)
         else:  # weight drop or layers of different sizes, with the classic element-wise dropout
-            raw, hidden = self._run_layers(self.drop(emb), hidden, locked=False)
-            out = self.drop(raw)
+            raw, hidden = self._run_layers(
+                drop(emb, self.dropout, self.training), hidden, locked=False
+            )
+            out = drop(raw, self.dropout, self.training)
         if self.training and (self.ar_alpha or self.tar_beta):
             # AR on the dropped output, TAR on the raw output's step-to-step change (AWD-LSTM).
             penalty = out.new_zeros(())
