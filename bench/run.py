@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import zipf_corpus  # noqa: E402
+from doc import write_section  # noqa: E402
 
 
 @dataclass
@@ -464,7 +465,7 @@ def fmt_list(xs: list[float]) -> str:
 def report(results: dict, args: argparse.Namespace) -> str:
     m = results["machine"]
     lines = [
-        "# Benchmarks",
+        "## Speed (`make bench`)",
         "",
         "rnnlm's training path (`python src/train.py experiment=...`: Lightning Trainer, DataModule, "
         "TensorBoard logging and checkpoints at their defaults) against the classic PyTorch "
@@ -596,9 +597,8 @@ def write_report(results: dict, args: argparse.Namespace, final: bool) -> None:
         None if args.quick or args.device != "cpu" else str(ROOT / "docs" / "benchmarks.md")
     )
     if doc:
-        Path(doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(doc).write_text(text + "\n")
-        log(f"written {doc}")
+        write_section(Path(doc), "bench", text)
+        log(f"written {doc} (its speed section)")
     log(
         f"written {args.out / f'benchmarks{suffix}.md'} and results{suffix}.json ({results['duration_s']:.0f} s)"
     )

@@ -113,3 +113,16 @@ def test_bench_quick(tmp_path):
     )
     table = (tmp_path / "bench" / "benchmarks.md").read_text()
     assert "| case |" in table and "BENCH_QUICK=1" in table
+
+
+def test_each_benchmark_rewrites_only_its_own_section_of_the_doc(tmp_path):
+    from doc import write_section
+
+    doc = tmp_path / "benchmarks.md"
+    write_section(doc, "bench", "speed v1")
+    write_section(doc, "bench-quality", "quality v1")
+    write_section(doc, "bench", "speed v2")
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "speed v2" in text and "speed v1" not in text and "quality v1" in text
+    assert text.index("speed v2") < text.index("quality v1")
