@@ -132,6 +132,21 @@ def test_train_with_plateau_scheduler(corpus_dir: Path, tmp_path: Path) -> None:
     assert ckpt["lr_schedulers"], "the scheduler state is saved"
 
 
+def test_plateau_scheduler_steps_after_each_validation_even_across_epochs(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    """Validation every 3 steps regardless of epochs (as `make bench-quality` runs): the plateau
+    scheduler is stepped once per validation, with its loss, and an epoch that ends before any
+    validation is no error."""
+    out = tmp_path / "run"
+    overrides = [*tiny_overrides(corpus_dir), "optim=sgd", "scheduler=plateau", "test=false"]
+    overrides += ["+trainer.max_steps=9", "trainer.max_epochs=-1", "trainer.val_check_interval=3"]
+    overrides += ["trainer.check_val_every_n_epoch=null", "trainer.num_sanity_val_steps=0"]
+    train_in_process(overrides, out)
+    state = _load(out / "checkpoints" / "last.ckpt")["lr_schedulers"][0]
+    assert state["last_epoch"] == 3  # three validations: steps 3, 6 and 9
+
+
 def test_train_with_tensorboard_and_csv_loggers(corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     ppl = train_in_process([*tiny_overrides(corpus_dir), "logger=many", "test=false"], out)

@@ -217,6 +217,8 @@ class LMModule(L.LightningModule):
         self._swap_back()
         if not self.trainer.sanity_checking:
             self.best_val_loss = min(self.best_val_loss, loss)
+            if self.trainer.state.fn == "fit":
+                self._step_plateau(loss)
             opt = find_nt_asgd(self.trainer.optimizers)
             if opt is not None:
                 if opt.observe(loss):
@@ -260,10 +262,33 @@ class LMModule(L.LightningModule):
         if sched_cfg.get("T_max", "unset") is None:  # cosine over the whole run
             sched_cfg["T_max"] = max(int(self.trainer.estimated_stepping_batches), 1)
         scheduler = instantiate(sched_cfg, optimizer=optimizer)
+        # A plateau scheduler is stepped by the module itself after each validation, with that
+        # validation's loss (see lr_scheduler_step): Lightning's own stepping at epoch ends would
+        # fail when no validation has run yet in the epoch (validation every N steps across epochs)
+        # and would reuse a stale loss otherwise.
+        plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": interval, "monitor": monitor},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": interval,
+                "monitor": monitor,
+                "strict": not plateau,
+            },
         }
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Any) -> None:
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            return  # stepped in on_validation_epoch_end
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
+
+    def _step_plateau(self, val_loss: float) -> None:
+        for config in self.trainer.lr_scheduler_configs:
+            if isinstance(config.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                config.scheduler.step(val_loss)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self._writes_logs():
