@@ -28,7 +28,7 @@ report: install ## compare a multirun's jobs: RUN=outputs/train/multiruns/<times
 	@test -n "$(RUN)" || { echo "error: say which multirun: make report RUN=outputs/train/multiruns/<timestamp> (or RUN=latest)" >&2; exit 2; }
 	$(PY) src/report.py "$(RUN)"
 
-bench-quality: install ## quality in a time budget (about 55 min on 2 cores): word 15 min x 2, char 20 min -> docs/quality.md; ARGS="--quick" for a smoke run
+bench-quality: install ## quality in a time budget (about 55 min on 2 cores): word 15 min x 2, char 20 min -> docs/benchmarks.md; ARGS="--quick" for a smoke run
 	$(PY) bench/quality.py $(ARGS)
 
 test: install ## run the default test suite (slow tests excluded)
@@ -45,7 +45,7 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: install ## rnnlm vs the classic PyTorch loop, large vocab, tokenising: docs/benchmarks.md (~10 min; BENCH_QUICK=1: <2 min check)
+bench: install ## rnnlm vs the classic PyTorch loop, large vocab, tokenising: docs/benchmarks.md (~11 min; BENCH_QUICK=1: <2 min check)
 	$(PY) bench/run.py $(ARGS)
 
 tensorboard: install ## serve outputs/ in TensorBoard on http://127.0.0.1:6006

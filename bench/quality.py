@@ -8,7 +8,7 @@
 
 Each configuration first runs a few steps to measure its throughput on this machine, then trains for the
 steps that fit in its budget (so cosine schedules end with the budget; `trainer.max_time` caps the wall
-time as well). Prints a table and writes it into its own section of `docs/quality.md` (`--out`).
+time as well). Prints a table and writes it into its own section of `docs/benchmarks.md` (`--out`).
 `--quick` runs every configuration for a few seconds (for tests and smoke checks; pass small corpora).
 """
 
