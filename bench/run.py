@@ -594,6 +594,17 @@ def set_peak_fractions(results: dict) -> None:
         )
 
 
+def write_doc(text: str, args: argparse.Namespace) -> None:
+    """The report into docs/benchmarks.md's speed section (`--doc` elsewhere); a quick or GPU run
+    writes it only when `--doc` says where."""
+    doc = args.doc or (
+        None if args.quick or args.device != "cpu" else ROOT / "docs" / "benchmarks.md"
+    )
+    if doc:
+        write_section(Path(doc), "bench", text)
+        log(f"written {doc} (its speed section)")
+
+
 def write_report(results: dict, args: argparse.Namespace, final: bool) -> None:
     """The report so far (rewritten after every part, so a run stopped early still leaves a table)."""
     results["load_end"] = loadavg()
@@ -606,12 +617,7 @@ def write_report(results: dict, args: argparse.Namespace, final: bool) -> None:
     if not final:
         return
     print("\n" + text, flush=True)
-    doc = args.doc or (
-        None if args.quick or args.device != "cpu" else str(ROOT / "docs" / "benchmarks.md")
-    )
-    if doc:
-        write_section(Path(doc), "bench", text)
-        log(f"written {doc} (its speed section)")
+    write_doc(text, args)
     log(
         f"written {args.out / f'benchmarks{suffix}.md'} and results{suffix}.json ({results['duration_s']:.0f} s)"
     )
@@ -652,12 +658,7 @@ def main() -> None:
         args.rounds = len(results["cases"][0]["rounds"]) if results.get("cases") else 0
         text = report(results, args)
         print(text)
-        doc = args.doc or (
-            None if args.quick or args.device != "cpu" else ROOT / "docs" / "benchmarks.md"
-        )
-        if doc:
-            write_section(Path(doc), "bench", text)
-            log(f"written {doc} (its speed section)")
+        write_doc(text, args)
         return
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.out = Path(args.out) if os.path.isabs(args.out) else (Path.cwd() / args.out).resolve()
