@@ -638,6 +638,13 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=0, help="columns for both sides (0: each case's)"
     )
+    parser.add_argument(
+        "--tokenize-mb",
+        type=float,
+        default=0,
+        help="size of the generated corpus for the tokenize and adaptive cases (0: 100 MB, quick 5 MB; "
+        "540 is WikiText-103-sized)",
+    )
     parser.add_argument("--out", default=os.environ.get("BENCH_OUT", "outputs/bench"))
     parser.add_argument(
         "--doc",
@@ -694,7 +701,7 @@ def main() -> None:
             write_report(results, args, final=False)
     if "tokenize" in parts or "adaptive" in parts:
         log("generating the Zipf corpus (250k words) ...")
-        train_mb = 5.0 if args.quick else 100.0
+        train_mb = args.tokenize_mb or (5.0 if args.quick else 100.0)
         zipf = zipf_corpus(args.work / f"zipf-250k-{train_mb:g}mb", 250_000, train_mb, eval_mb=0.2)
         results["tokenize"] = bench_tokenize(args, zipf)
         write_report(results, args, final=False)

@@ -96,6 +96,8 @@ def test_steady_state_throughput_leaves_out_warmup_and_validation(tmp_path):
     assert cb.steady_steps == 12 - 3 - 1
     assert cb.steady_tokens == cb.steady_steps * 4 * 6
     assert cb.steady_tokens_per_sec > 0
+    # validation timed on its own: 2 validations x 3 windows of 4 x 6 tokens, the sanity check left out
+    assert cb.val_tokens == 2 * 3 * 4 * 6 and cb.val_tokens_per_sec > 0
 
 
 class _SGDSubclass(torch.optim.SGD):

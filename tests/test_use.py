@@ -85,6 +85,56 @@ def test_eval_on_another_corpus_counts_unknown_words(trained: dict, tmp_path: Pa
     assert result["splits"]["test"]["unknown_tokens"] > 0
 
 
+@pytest.mark.parametrize(
+    "method,args",
+    [
+        ("cache", ["cache.window=50", "cache.tune_on=valid"]),
+        ("dynamic", ["dynamic.lr=0.1", "dynamic.tune_on=valid", "dynamic.lrs=[0.03,0.3]"]),
+    ],
+)
+def test_eval_with_test_time_adaptation(
+    trained: dict, tmp_path: Path, method: str, args: list[str]
+) -> None:
+    """cache.window / dynamic.lr turn an adaptation on; tune_on picks its settings on another split;
+    the model alone is reported too, and is what training reported."""
+    out = _run(
+        "eval",
+        [f"ckpt_path={trained['ckpt']}", "eval.splits=[test]", *args, f"hydra.run.dir={tmp_path}"],
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    adaptation, test = result["adaptation"], result["splits"]["test"]
+    assert adaptation["method"] == method and adaptation["tuned_on"] == "valid"
+    name = {"cache": "continuous cache: window 50", "dynamic": "dynamic evaluation: lr "}[method]
+    assert name in out.stdout and "model alone" in out.stdout
+    assert test["ppl_static"] == pytest.approx(trained["test_ppl"], rel=1e-4, abs=6e-4)
+    assert test["ppl"] != test["ppl_static"]
+    if method == "dynamic":
+        assert adaptation["lr"] in (0.03, 0.3)
+
+
+def test_bad_adaptation_settings_are_one_line(trained: dict, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from rnnlm.errors import UserError
+    from rnnlm.evaluate import scorer
+
+    args = [f"ckpt_path={trained['ckpt']}", "cache.window=50", "cache.tune_on=dev"]
+    out = _run("eval", [*args, f"hydra.run.dir={tmp_path}"])
+    assert out.returncode != 0 and "cache.tune_on='dev' is not a split" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    cfg = OmegaConf.load(REPO_ROOT / "conf" / "eval.yaml")
+    cfg.cache.window, cfg.dynamic.lr = 50, 0.1
+    with pytest.raises(UserError, match="cache.window and dynamic.lr are both set"):
+        scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
+    cfg.dynamic.lr, cfg.cache.weight = 0.0, 1.5
+    with pytest.raises(UserError, match=r"cache.weight=1.5 must be in \[0, 1\]"):
+        scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
+    cfg.cache.window, cfg.dynamic.lr, cfg.dynamic.decay = 0, 0.1, -1.0
+    with pytest.raises(UserError, match="dynamic.decay=-1.0 must be in"):
+        scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
+
+
 def test_char_model_reads_unseen_characters_as_unk(tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "c", {"train": 80, "valid": 20, "test": 20})
     run = tmp_path / "run"

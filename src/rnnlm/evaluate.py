@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rnnlm.data.layout import check_fits
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
+from rnnlm.models.cache import ContinuousCache
+from rnnlm.models.dynamic import check_settings
 from rnnlm.training.metrics import LN2
 
 log = logging.getLogger(__name__)
@@ -56,11 +60,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "bptt": bptt,
         "splits": {},
     }
+    score, results["adaptation"] = scorer(cfg, lm, datamodule, batch_size, bptt)
     for split in splits:
         ids = torch.from_numpy(datamodule.ids[split].astype("int64"))
-        nll, count = lm.evaluate_stream(ids, batch_size, bptt)
+        nll, nll_static, count = score(ids)
         loss = nll / count
-        row = {
+        row: dict[str, Any] = {
             "loss": loss,
             "ppl": math.exp(min(loss, 700.0)),
             "tokens": count,
@@ -68,11 +73,114 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         }
         if char_level:
             row["bpc"] = loss / LN2
+        if results["adaptation"]:
+            row["ppl_static"] = math.exp(min(nll_static / count, 700.0))
         results["splits"][split] = row
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.write_text(json.dumps(results, indent=1))
     print(format_results(results) + f"\nwritten to {out}", flush=True)
     return results
+
+
+Scorer = Callable[[torch.Tensor], tuple[float, float, int]]
+
+
+def scorer(
+    cfg: DictConfig, lm: LanguageModel, datamodule: Any, batch_size: int, bptt: int
+) -> tuple[Scorer, dict[str, Any] | None]:
+    """How each split is scored: (ids -> (summed loss, summed loss of the model alone, tokens)) and the
+    test-time adaptation in use (None: the model alone), its settings chosen on `tune_on` if named."""
+    use_cache, use_dynamic = int(cfg.cache.window or 0) > 0, float(cfg.dynamic.lr or 0) > 0
+    if use_cache and use_dynamic:
+        raise UserError(
+            "cache.window and dynamic.lr are both set: score with one of them at a time"
+        )
+    try:  # bad settings fail before any scoring, in one line
+        if use_cache:
+            ContinuousCache(int(cfg.cache.window), float(cfg.cache.theta), float(cfg.cache.weight))
+        if use_dynamic:
+            check_settings(float(cfg.dynamic.lr), float(cfg.dynamic.decay))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    section = "cache" if use_cache else "dynamic"
+    if (use_cache or use_dynamic) and cfg[section].tune_on in cfg.eval.splits:
+        log.warning(
+            "%s.tune_on=%s is also a reported split: its figure is optimistic (tuned on itself)",
+            section,
+            cfg[section].tune_on,
+        )
+
+    def tuning_ids(section: str) -> torch.Tensor | None:
+        split = cfg[section].tune_on
+        if split is None:
+            return None
+        if split not in datamodule.ids:
+            raise UserError(
+                f"{section}.tune_on={split!r} is not a split of this corpus: use one of "
+                f"{sorted(datamodule.ids)}"
+            )
+        ids = datamodule.ids[split]
+        n = cfg[section].tune_tokens
+        if n is not None:  # the last n tokens (e.g. held-out text of the training split)
+            if int(n) < 1:
+                raise UserError(
+                    f"{section}.tune_tokens={n} must be >= 1 (or null: the whole split)"
+                )
+            ids = ids[-int(n) :]
+        ids = torch.from_numpy(ids.astype("int64"))
+        check_fits(ids.numel(), batch_size, bptt, f"{section}.tune_on={split}")
+        return ids
+
+    if use_cache:
+        c, window = cfg.cache, int(cfg.cache.window)
+        theta, lam, ids = float(c.theta), float(c.weight), tuning_ids("cache")
+        if ids is not None:
+            theta, lam, losses = lm.tune_cache(
+                ids, batch_size, bptt, window, list(c.thetas), list(c.weights)
+            )
+            _log_tuning("cache", c.tune_on, {"theta": theta, "weight": lam}, losses)
+        cache = ContinuousCache(window, theta, lam)
+        settings = {"method": "cache", "window": window, "theta": theta, "weight": lam}
+
+        def score(ids: torch.Tensor) -> tuple[float, float, int]:
+            return lm.evaluate_stream_cached(ids, batch_size, bptt, cache)
+
+    elif use_dynamic:
+        d = cfg.dynamic
+        lr, decay, ids = float(d.lr), float(d.decay), tuning_ids("dynamic")
+        if ids is not None:
+            lr, decay, losses = lm.tune_dynamic(ids, batch_size, bptt, list(d.lrs), list(d.decays))
+            _log_tuning("dynamic", d.tune_on, {"lr": lr, "decay": decay}, losses)
+        settings = {"method": "dynamic", "lr": lr, "decay": decay}
+
+        def score(ids: torch.Tensor) -> tuple[float, float, int]:
+            nll, count = lm.evaluate_stream_dynamic(ids, batch_size, bptt, lr, decay)
+            return nll, lm.evaluate_stream(ids, batch_size, bptt)[0], count
+
+    else:
+
+        def score(ids: torch.Tensor) -> tuple[float, float, int]:
+            nll, count = lm.evaluate_stream(ids, batch_size, bptt)
+            return nll, nll, count
+
+        return score, None
+    settings["tuned_on"] = cfg[section].tune_on
+    if cfg[section].tune_on is not None and cfg[section].tune_tokens is not None:
+        settings["tuned_on"] += f" (last {int(cfg[section].tune_tokens)} tokens)"
+    return score, settings
+
+
+def _log_tuning(section: str, split: str, best: dict, losses: dict) -> None:
+    chosen = ", ".join(f"{k} {v:g}" for k, v in best.items())
+    loss = losses[tuple(best.values())]
+    log.info(
+        "%s tuned on %s: %s (ppl %.3f; %d pairs tried)",
+        section,
+        split,
+        chosen,
+        math.exp(min(loss, 700)),
+        len(losses),
+    )
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -81,8 +189,22 @@ def format_results(results: dict[str, Any]) -> str:
         " bpc |" if char_level else ""
     )
     rule = "|---|---:|---:|---:|---:|" + ("---:|" if char_level else "")
-    lines = [f"checkpoint: {results['ckpt_path']}", f"corpus: {results['corpus']}", head, rule]
+    adaptation = results.get("adaptation")
+    if adaptation:
+        head += " perplexity of the model alone |"
+        rule += "---:|"
+    lines = [f"checkpoint: {results['ckpt_path']}", f"corpus: {results['corpus']}"]
+    if adaptation:
+        settings = ", ".join(
+            f"{k} {v:g}" for k, v in adaptation.items() if k not in ("method", "tuned_on")
+        )
+        name = {"cache": "continuous cache", "dynamic": "dynamic evaluation"}[adaptation["method"]]
+        tuned = f" (tuned on {adaptation['tuned_on']})" if adaptation["tuned_on"] else ""
+        lines.append(f"{name}: {settings}{tuned}")
+    lines += [head, rule]
     for split, r in results["splits"].items():
         line = f"| {split} | {r['tokens']} | {r['unknown_tokens']} | {r['loss']:.4f} | {r['ppl']:.3f} |"
-        lines.append(line + (f" {r['bpc']:.4f} |" if char_level else ""))
+        line += f" {r['bpc']:.4f} |" if char_level else ""
+        line += f" {r['ppl_static']:.3f} |" if adaptation else ""
+        lines.append(line)
     return "\n".join(lines)

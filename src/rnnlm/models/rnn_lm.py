@@ -330,6 +330,21 @@ class RNNLM(nn.Module):
             loss = F.cross_entropy(self.decoder(h).float(), target, reduction=reduction)
         return loss, hidden
 
+    def target_log_probs(
+        self, x: Tensor, y: Tensor, hidden: Hidden | None = None
+    ) -> tuple[Tensor, Tensor, Hidden]:
+        """log p(y_t | x_<=t) of each target (B, T), the last layer's outputs that gave them (B, T, H)
+        and the new hidden state: what the continuous cache (models/cache.py) reads."""
+        out, hidden = self._features_tm(x, hidden)
+        target = y.t()  # (T, B)
+        if self.softmax == "adaptive":
+            t, b, h = out.shape
+            logp = self.decoder(out.reshape(t * b, h), target.reshape(-1)).output.view(t, b)
+        else:
+            logp = torch.log_softmax(self.decoder(out).float(), -1)
+            logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (T, B)
+        return logp.t(), out.transpose(0, 1), hidden
+
 
 def detach_hidden(hidden: Hidden | None) -> Hidden | None:
     """Cut the graph at a window boundary, keeping the values (truncated BPTT)."""

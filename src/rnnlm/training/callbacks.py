@@ -21,6 +21,8 @@ class TokensPerSecond(L.Callback):
     It also keeps the steady-state figure of the whole run (`steady_tokens_per_sec`, written to
     result.json): training steps after the first `warmup_steps`, each timed from the end of the step
     before it (data loading, forward, backward, update, logging), validation and checkpointing left out.
+    Validation is timed on its own (`val_tokens_per_sec`, sanity checks left out): how much of a time
+    budget the validations take.
     """
 
     def __init__(self, every_n_steps: int = 50, warmup_steps: int = 10) -> None:
@@ -35,6 +37,9 @@ class TokensPerSecond(L.Callback):
         self.steady_seconds = 0.0
         self.steady_steps = 0
         self.step_seconds: list[float] = []  # each steady-state step's time
+        self.val_tokens = 0
+        self.val_seconds = 0.0
+        self._val_t0: float | None = None
 
     @property
     def steady_tokens_per_sec(self) -> float:
@@ -65,9 +70,31 @@ class TokensPerSecond(L.Callback):
             pl_module.log("train/tokens_per_sec", self._tokens / max(elapsed, 1e-9))
             self._t0, self._tokens, self._steps = time.perf_counter(), 0, 0
 
+    @property
+    def val_tokens_per_sec(self) -> float:
+        return self.val_tokens / self.val_seconds if self.val_seconds > 0 else math.nan
+
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0, self._tokens, self._steps = None, 0, 0
         self._last_end = None
+        self._val_t0 = None if trainer.sanity_checking else time.perf_counter()
+
+    def on_validation_batch_end(  # noqa: D102
+        self,
+        trainer,
+        pl_module,
+        outputs,
+        batch,
+        batch_idx,
+        dataloader_idx=0,  # noqa: ANN001
+    ) -> None:
+        if self._val_t0 is not None:
+            self.val_tokens += batch[1].numel() * trainer.world_size
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_t0 is not None:
+            self.val_seconds += time.perf_counter() - self._val_t0
+            self._val_t0 = None
 
 
 class TextSample(L.Callback):

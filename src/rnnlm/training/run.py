@@ -243,6 +243,7 @@ def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
                 "steady_steps": cb.steady_steps,
                 "steady_step_ms_median": 1000 * statistics.median(cb.step_seconds),
                 "warmup_steps": cb.warmup_steps,
+                "val_tokens_per_sec": cb.val_tokens_per_sec if cb.val_tokens else None,
             }
     return {}
 
