@@ -6,10 +6,14 @@
 - Character level, `../shared/data/tinyshakespeare`, 20 minutes: `experiment=tinyshakespeare_char`.
   Target: validation loss <= 1.40 nats per character.
 
-Each configuration first runs a few steps to measure its throughput on this machine, then trains for the
-steps that fit in its budget (so cosine schedules end with the budget; `trainer.max_time` caps the wall
-time as well). Prints a table and writes it into its own section of `docs/benchmarks.md` (`--out`).
-`--quick` runs every configuration for a few seconds (for tests and smoke checks; pass small corpora).
+Each configuration first runs a few steps and a short validation to measure its throughput on this
+machine, then trains for the steps that fit in its budget once start-up and its validations are paid for
+(so cosine schedules end with the budget; `trainer.max_time` caps the wall time as well). rnnlm's
+checkpoints are then scored again with a test-time adaptation (`src/eval.py`: the continuous cache for
+words, dynamic evaluation for characters), tuned on text outside the validation split. Prints a table
+and writes it into its own section of `docs/benchmarks.md` (`--out`); `--only` re-measures some cases
+and keeps the other rows (saved next to the report as `<out>.quality.json`). `--quick` runs every
+configuration for a few steps (for tests and smoke checks; pass small corpora).
 """
 
 from __future__ import annotations
@@ -369,8 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         f"## Quality in a time budget (`make bench-quality`)\n\nLast written by `{command}` on "
         f"{time.strftime('%Y-%m-%d %H:%M')} ({os.cpu_count()} CPUs visible; `--only` re-measures some "
         "cases and keeps the others' rows, each row says when it was measured). Each configuration "
-        "first runs 20 steps to measure its throughput, then trains for the steps that fit in its "
-        "budget (`trainer.max_time` caps it too) and validates 10 times (the char model 5) on the whole validation split; "
+        "first runs 20 steps and 20 validation windows to measure its throughput, then trains for the "
+        "steps that fit in its budget after start-up and validations (`trainer.max_time` caps it too) and validates 10 times (the char model 5) on the whole validation split; "
         "the table gives the best validation. A row with ` + ` scores that run's best checkpoint again "
         "with a test-time adaptation of `src/eval.py` (continuous cache or dynamic evaluation, see "
         "[quality.md](quality.md)); its scoring time is not training time.\n\n"

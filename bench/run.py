@@ -594,12 +594,14 @@ def set_peak_fractions(results: dict) -> None:
         )
 
 
+ALL_CASES = "word,char,tiny,adaptive,tokenize"
+
+
 def write_doc(text: str, args: argparse.Namespace) -> None:
-    """The report into docs/benchmarks.md's speed section (`--doc` elsewhere); a quick or GPU run
-    writes it only when `--doc` says where."""
-    doc = args.doc or (
-        None if args.quick or args.device != "cpu" else ROOT / "docs" / "benchmarks.md"
-    )
+    """The report into docs/benchmarks.md's speed section (`--doc` elsewhere); a quick, GPU or partial
+    (`--cases`) run writes it only when `--doc` says where."""
+    full = args.quick is False and args.device == "cpu" and args.cases == ALL_CASES
+    doc = args.doc or (ROOT / "docs" / "benchmarks.md" if full else None)
     if doc:
         write_section(Path(doc), "bench", text)
         log(f"written {doc} (its speed section)")
@@ -629,9 +631,7 @@ def main() -> None:
         "--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1"
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument(
-        "--cases", default="word,char,tiny,adaptive,tokenize", help="comma-separated parts to run"
-    )
+    parser.add_argument("--cases", default=ALL_CASES, help="comma-separated parts to run")
     parser.add_argument(
         "--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", 0)) or None
     )
