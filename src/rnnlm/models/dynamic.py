@@ -50,7 +50,7 @@ def dynamic_nll(
             with torch.enable_grad():
                 loss, hidden = model.nll(x, y, hidden, reduction="sum")
                 grads = torch.autograd.grad(loss / y.numel(), params, allow_unused=True)
-            nll += float(loss)
+            nll += float(loss.detach())
             count += y.numel()
             with torch.no_grad():
                 for p, g, p0 in zip(params, grads, trained, strict=True):
