@@ -122,3 +122,16 @@ def test_dynamic_evaluation_scores_before_it_learns_and_restores_the_weights() -
         dynamic_nll(model, [], lr=0.1, decay=2.0)
     best_lr, best_decay, losses = lm.tune_dynamic(ids, 2, 6, [0.0, 1.0], [0.0])
     assert best_lr == 1.0 and losses[(0.0, 0.0)] == pytest.approx(plain / count, rel=1e-6)
+
+
+def test_eval_mode_restores_the_mode_even_when_the_block_raises() -> None:
+    from rnnlm.models.modes import eval_mode
+
+    model = torch.nn.Dropout(0.5).train()
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(model):
+        assert not model.training
+        raise RuntimeError("boom")
+    assert model.training
+    with eval_mode(model.eval()):
+        pass
+    assert not model.training

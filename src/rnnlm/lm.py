@@ -13,10 +13,12 @@ through this class.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +31,21 @@ from rnnlm.data.tokenizers import EOS, Tokenizer, tokenizer_from_dict
 from rnnlm.errors import UserError
 from rnnlm.models.cache import ContinuousCache, mix
 from rnnlm.models.dynamic import dynamic_nll
+from rnnlm.models.modes import eval_mode
 from rnnlm.sampling import next_token
 
 POOLINGS = ("mean", "last", "max")
+
+
+def _in_eval_mode(method: Callable) -> Callable:
+    """A LanguageModel method run with its model in eval mode (models/modes.py), mode restored after."""
+
+    @functools.wraps(method)
+    def wrapper(self: LanguageModel, *args: Any, **kwargs: Any) -> Any:
+        with eval_mode(self.model):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -108,6 +122,7 @@ class LanguageModel:
         return ids, unknown
 
     @torch.no_grad()
+    @_in_eval_mode
     def generate(
         self,
         prompt: str = "",
@@ -121,8 +136,6 @@ class LanguageModel:
         """The prompt followed by up to `max_new_tokens` sampled tokens; `on_text` gets each new piece."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        was_training = self.model.training
-        self.model.eval()
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)
@@ -145,16 +158,13 @@ class LanguageModel:
                 on_text(new_text[len(text) :])
                 text = new_text
             logits, hidden = self.model(tok.view(1, 1), hidden)
-        if was_training:
-            self.model.train()
         return prompt + self.tokenizer.decode(all_ids)[len(prefix) :]
 
     @torch.no_grad()
+    @_in_eval_mode
     def evaluate_stream(self, ids: torch.Tensor, batch_size: int, bptt: int) -> tuple[float, int]:
         """(summed cross-entropy in nats, tokens scored) over a token stream laid out as in training:
         `batch_size` contiguous columns read in windows of `bptt`, hidden state carried across windows."""
-        was_training = self.model.training
-        self.model.eval()
         data = windows(ids, batch_size, bptt)
         hidden, nll, count = None, 0.0, 0
         for i in range(len(data)):
@@ -162,11 +172,10 @@ class LanguageModel:
             loss, hidden = self.model.nll(x, y, hidden, reduction="sum")
             nll += float(loss)
             count += y.numel()
-        if was_training:
-            self.model.train()
         return nll, count
 
     @torch.no_grad()
+    @_in_eval_mode
     def cache_inputs(
         self, ids: torch.Tensor, batch_size: int, bptt: int
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -177,16 +186,12 @@ class LanguageModel:
                 f"the continuous cache reads a recurrent model's hidden states; this checkpoint holds a "
                 f"{type(self.model).__name__}: score it without cache.window"
             )
-        was_training = self.model.training
-        self.model.eval()
         data = windows(ids, batch_size, bptt)
         hidden, out = None, []
         for i in range(len(data)):
             x, y = (t.to(self.device) for t in data[i])  # (B, T)
             logp, h, hidden = self.model.target_log_probs(x, y, hidden)
             out.append((logp, h, y))
-        if was_training:
-            self.model.train()
         return out
 
     @torch.no_grad()
@@ -257,18 +262,15 @@ class LanguageModel:
         return lr, decay, losses
 
     @torch.no_grad()
+    @_in_eval_mode
     def score(self, text: str) -> Score:
         """Per-token log-probabilities of `text` under the model, and its perplexity."""
         ids, unknown = self.tokenizer.encode_with_unknowns(text)
         if len(ids) < 2:
             raise ValueError("score() needs a text of at least two tokens")
-        was_training = self.model.training
-        self.model.eval()
         x = torch.tensor([ids], device=self.device)
         logits, _ = self.model(x[:, :-1])  # (1, T-1, V)
         logp = logits.float().log_softmax(-1).gather(-1, x[:, 1:, None]).squeeze(-1)[0]
-        if was_training:
-            self.model.train()
         return Score([self.tokenizer.itos[i] for i in ids[1:]], logp.tolist(), unknown)
 
     # -- applications: embeddings and likelihood ranking ---------------------------------------------
@@ -279,6 +281,7 @@ class LanguageModel:
         return self.tokenizer.stoi.get(start, 0)
 
     @torch.no_grad()
+    @_in_eval_mode
     def embed(
         self, texts: str | Sequence[str], pooling: str = "mean", batch_size: int = 64
     ) -> torch.Tensor:
@@ -313,8 +316,6 @@ class LanguageModel:
                 raise UserError(f"text {i} ({text[:40]!r}) has no tokens to embed")
             encoded.append(ids)
         out = torch.empty(len(encoded), self.model.hidden_dim)
-        was_training = self.model.training
-        self.model.eval()
         # Longest first, so each batch holds texts of similar length and little padding.
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
         for start in range(0, len(order), batch_size):
@@ -335,11 +336,10 @@ class LanguageModel:
             else:
                 pooled = feats.masked_fill(~mask[..., None], float("-inf")).amax(1)
             out[idx] = F.normalize(pooled, dim=-1)
-        if was_training:
-            self.model.train()
         return out
 
     @torch.no_grad()
+    @_in_eval_mode
     def rank(
         self,
         context: str,
@@ -374,8 +374,6 @@ class LanguageModel:
                 raise UserError(f"candidate {i} ({cand!r}) has no tokens to score")
             cand_ids.append(ids)
             unknowns.append(unknown)
-        was_training = self.model.training
-        self.model.eval()
         logits, hidden = self.model(torch.tensor([ctx_ids], device=self.device))
         first = logits[0, -1].float().log_softmax(-1)  # (V,) the distribution after the context
         totals = [0.0] * len(cand_ids)
@@ -405,8 +403,6 @@ class LanguageModel:
             mask = torch.arange(longest, device=self.device)[None, :] < lengths[:, None]
             for i, total in zip(idx, (logp * mask).sum(1).tolist(), strict=True):
                 totals[i] = total
-        if was_training:
-            self.model.train()
         rows = [
             (str(c), total, total / len(ids), len(ids), unk)
             for c, total, ids, unk in zip(candidates, totals, cand_ids, unknowns, strict=True)

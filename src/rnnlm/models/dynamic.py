@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from rnnlm.models.modes import eval_mode
 from rnnlm.models.rnn_lm import detach_hidden  # the transformer's context detaches the same way
 
 
@@ -42,28 +43,26 @@ def dynamic_nll(
     check_settings(lr, decay)
     params = [p for p in model.parameters() if p.requires_grad]
     trained = [p.detach().clone() for p in params]
-    was_training = model.training
-    model.eval()
     hidden, nll, count = None, 0.0, 0
-    try:
-        for x, y in batches:
-            with torch.enable_grad():
-                loss, hidden = model.nll(x, y, hidden, reduction="sum")
-                grads = torch.autograd.grad(loss / y.numel(), params, allow_unused=True)
-            nll += float(loss.detach())
-            count += y.numel()
+    with eval_mode(model):  # no dropout while scoring
+        try:
+            for x, y in batches:
+                with torch.enable_grad():
+                    loss, hidden = model.nll(x, y, hidden, reduction="sum")
+                    grads = torch.autograd.grad(loss / y.numel(), params, allow_unused=True)
+                nll += float(loss.detach())
+                count += y.numel()
+                with torch.no_grad():
+                    for p, g, p0 in zip(params, grads, trained, strict=True):
+                        if g is not None:
+                            p.add_(g, alpha=-lr)
+                        if decay:
+                            p.add_(p0 - p, alpha=decay)
+                hidden = detach_hidden(hidden)
+        finally:
             with torch.no_grad():
-                for p, g, p0 in zip(params, grads, trained, strict=True):
-                    if g is not None:
-                        p.add_(g, alpha=-lr)
-                    if decay:
-                        p.add_(p0 - p, alpha=decay)
-            hidden = detach_hidden(hidden)
-    finally:
-        with torch.no_grad():
-            for p, p0 in zip(params, trained, strict=True):
-                p.copy_(p0)
-        model.train(was_training)
+                for p, p0 in zip(params, trained, strict=True):
+                    p.copy_(p0)
     return nll, count
 
 
