@@ -50,6 +50,7 @@ class Case:
     validations: int = 10
 
 
+CASE_KEYS = ("classic", "rnnlm-word", "rnnlm-char")  # the table's order
 ONLY_ALIASES = {"word": ["classic", "rnnlm-word"], "char": ["rnnlm-char"]}
 
 
@@ -89,10 +90,10 @@ def selected(only: str | None) -> set[str] | None:
     if not only:
         return None
     keys = {k for part in only.split(",") for k in ONLY_ALIASES.get(part.strip(), [part.strip()])}
-    known = {"classic", "rnnlm-word", "rnnlm-char"}
-    if not keys <= known:
+    if not keys <= set(CASE_KEYS):
         raise SystemExit(
-            f"error: --only {only}: unknown {sorted(keys - known)}; use word, char or {sorted(known)}"
+            f"error: --only {only}: unknown {sorted(keys - set(CASE_KEYS))}; use word, char or "
+            f"{list(CASE_KEYS)}"
         )
     return keys
 
@@ -255,7 +256,14 @@ def measure(case: Case, work: Path, probe_steps: int, limit_val: bool) -> list[d
         f"{case.name} + {what} ({settings}; chosen on {a['tuned_on']}; "
         f"scoring took {a['eval_s']:.0f} s)"
     )
-    return [row, {**row, "name": name, "val_ppl": a["ppl"], "val_loss": a["loss"]}]
+    adapted = {
+        **row,
+        "name": name,
+        "adaptation": a["method"],
+        "val_ppl": a["ppl"],
+        "val_loss": a["loss"],
+    }
+    return [row, adapted]
 
 
 def table(rows: list[dict], quick: bool) -> str:
@@ -270,19 +278,18 @@ def table(rows: list[dict], quick: bool) -> str:
             f"| {r['name']} | {r['level']} | {r['budget_min']:g} min | {r['wall_s']:.0f} s | "
             f"{r['tokens'] or 0:,} | {r['epochs']} | {ppl} | {loss} | {r.get('measured', '')} |"
         )
-    classic = next((r for r in rows if r["name"].startswith("classic")), None)
+    classic = next((r for r in rows if r["key"] == "classic"), None)
     verdicts = []
     for r in rows:
-        if r["level"] == "word" and r["name"].startswith("rnnlm") and classic and r["val_ppl"]:
+        what = "with test-time adaptation" if r.get("adaptation") else "training alone"
+        if r["key"] == "rnnlm-word" and classic and r["val_ppl"]:
             ratio = r["val_ppl"] / classic["val_ppl"]
-            what = "with test-time adaptation" if " + " in r["name"] else "training alone"
             verdicts.append(
                 f"word level, {what}: rnnlm / classic = {ratio:.3f} "
                 f"(target <= 0.8: {'met' if ratio <= 0.8 else 'NOT met'})"
             )
         if r["level"] == "char" and r["val_loss"] is not None:
             ok = r["val_loss"] <= 1.40
-            what = "with test-time adaptation" if " + " in r["name"] else "training alone"
             verdicts.append(
                 f"char level, {what}: {r['val_loss']:.4f} nats/char "
                 f"(target <= 1.40: {'met' if ok else 'NOT met'})"
@@ -300,8 +307,7 @@ def merge_rows(rows: list[dict], saved: Path, only: set[str] | None) -> list[dic
     to the report), so the table always shows every case; then the rows are saved for next time."""
     if only is not None and saved.is_file():
         kept = [r for r in json.loads(saved.read_text()) if r.get("key") not in only]
-        order = ["classic", "rnnlm-word", "rnnlm-char"]
-        rows = sorted([*kept, *rows], key=lambda r: order.index(r.get("key", "classic")))
+        rows = sorted([*kept, *rows], key=lambda r: CASE_KEYS.index(r["key"]))
     saved.write_text(json.dumps(rows, indent=1) + "\n")
     return rows
 
@@ -355,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             if only is not None and case.key not in only:
                 continue
             case.overrides += extra
-            if case.name.startswith("rnnlm"):
+            if case.key != "classic":
                 case.overrides += args.set
             for row in measure(
                 case, Path(tmp), probe_steps=0 if args.quick else 20, limit_val=args.quick

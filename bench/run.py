@@ -600,7 +600,7 @@ ALL_CASES = "word,char,tiny,adaptive,tokenize"
 def write_doc(text: str, args: argparse.Namespace) -> None:
     """The report into docs/benchmarks.md's speed section (`--doc` elsewhere); a quick, GPU or partial
     (`--cases`) run writes it only when `--doc` says where."""
-    full = args.quick is False and args.device == "cpu" and args.cases == ALL_CASES
+    full = not args.quick and args.device == "cpu" and args.cases == ALL_CASES
     doc = args.doc or (ROOT / "docs" / "benchmarks.md" if full else None)
     if doc:
         write_section(Path(doc), "bench", text)

@@ -708,5 +708,8 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
         "experiment=tinyshakespeare_char",
     ):
         assert name in text
-    assert "word level, training alone: rnnlm / classic" in text and "char level, training alone:" in text
+    assert (
+        "word level, training alone: rnnlm / classic" in text
+        and "char level, training alone:" in text
+    )
     assert "+ continuous cache (window" in text and "+ dynamic evaluation (lr" in text

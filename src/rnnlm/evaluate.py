@@ -110,7 +110,7 @@ def scorer(
             cfg[section].tune_on,
         )
 
-    def tuning_ids(section: str) -> torch.Tensor | None:
+    def tuning_ids() -> torch.Tensor | None:  # the `tune_on` text of the method in use
         split = cfg[section].tune_on
         if split is None:
             return None
@@ -133,7 +133,7 @@ def scorer(
 
     if use_cache:
         c, window = cfg.cache, int(cfg.cache.window)
-        theta, lam, ids = float(c.theta), float(c.weight), tuning_ids("cache")
+        theta, lam, ids = float(c.theta), float(c.weight), tuning_ids()
         if ids is not None:
             theta, lam, losses = lm.tune_cache(
                 ids, batch_size, bptt, window, list(c.thetas), list(c.weights)
@@ -147,7 +147,7 @@ def scorer(
 
     elif use_dynamic:
         d = cfg.dynamic
-        lr, decay, ids = float(d.lr), float(d.decay), tuning_ids("dynamic")
+        lr, decay, ids = float(d.lr), float(d.decay), tuning_ids()
         if ids is not None:
             lr, decay, losses = lm.tune_dynamic(ids, batch_size, bptt, list(d.lrs), list(d.decays))
             _log_tuning("dynamic", d.tune_on, {"lr": lr, "decay": decay}, losses)
