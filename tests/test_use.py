@@ -133,6 +133,12 @@ def test_bad_adaptation_settings_are_one_line(trained: dict, tmp_path: Path) -> 
     cfg.cache.window, cfg.dynamic.lr, cfg.dynamic.decay = 0, 0.1, -1.0
     with pytest.raises(UserError, match="dynamic.decay=-1.0 must be in"):
         scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
+    cfg.dynamic.lr, cfg.dynamic.decay = -0.1, 0.0  # negative: refused, not silently off
+    with pytest.raises(UserError, match="dynamic.lr=-0.1 must be >= 0"):
+        scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
+    cfg.dynamic.lr, cfg.cache.window, cfg.cache.weight = 0.0, -5, 0.1
+    with pytest.raises(UserError, match="cache.window=-5 must be >= 1"):
+        scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]
 
 
 def test_char_model_reads_unseen_characters_as_unk(tmp_path: Path) -> None:

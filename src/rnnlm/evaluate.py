@@ -90,7 +90,8 @@ def scorer(
 ) -> tuple[Scorer, dict[str, Any] | None]:
     """How each split is scored: (ids -> (summed loss, summed loss of the model alone, tokens)) and the
     test-time adaptation in use (None: the model alone), its settings chosen on `tune_on` if named."""
-    use_cache, use_dynamic = int(cfg.cache.window or 0) > 0, float(cfg.dynamic.lr or 0) > 0
+    # any non-zero value turns a method on; a negative one is then refused below, not ignored
+    use_cache, use_dynamic = int(cfg.cache.window or 0) != 0, float(cfg.dynamic.lr or 0) != 0
     if use_cache and use_dynamic:
         raise UserError(
             "cache.window and dynamic.lr are both set: score with one of them at a time"
