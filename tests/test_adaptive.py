@@ -54,13 +54,54 @@ def test_nll_is_the_log_probability_of_every_target():
     torch.testing.assert_close(mean, expected / y.numel(), rtol=1e-5, atol=1e-5)
 
 
+def test_tied_adaptive_softmax_scores_with_the_embedding_rows():
+    torch.manual_seed(0)
+    model = RNNLM(60, cell="lstm", embedding_dim=8, hidden_dim=8, softmax="adaptive",
+                  adaptive_cutoffs=[5, 20], tie_weights=True).eval()  # fmt: skip
+    emb = model.embedding.weight
+    # One word vector per word: the untied parts are one vector per tail cluster and the biases.
+    untied = 2 * 8 + (5 + 2) + 15 + 40
+    assert model.decoder.head.weight is emb
+    n_decoder = sum(p.numel() for n, p in model.decoder.named_parameters() if p is not emb)
+    assert n_decoder == untied
+    with torch.no_grad():
+        for p in (model.decoder.head.bias, *(rows.bias for _, rows in model.decoder.tail)):
+            p.uniform_(-1, 1)
+    x = torch.randint(0, 50, (3, 7))
+    y = torch.tensor([[0, 1, 4, 5, 19, 20, 59]] * 3)  # head, first and second tail clusters
+    logp, _ = model(x)
+    assert torch.allclose(logp.exp().sum(-1), torch.ones(3, 7), atol=1e-5)
+    nll, _ = model.nll(x, y, reduction="sum")
+    torch.testing.assert_close(nll, -logp.gather(-1, y.unsqueeze(-1)).sum(), rtol=1e-5, atol=1e-4)
+
+    # The same distribution written out: p(w) = p(cluster) p(w | cluster), each from the embedding rows.
+    h, _ = model.features(x)
+    h = h.reshape(-1, 8)
+    head = torch.log_softmax(
+        h @ torch.cat([emb[:5], model.decoder.head.extra]).T + model.decoder.head.bias, -1
+    )
+    parts = [head[:, :5]]
+    for i, (lo, hi) in enumerate([(5, 20), (20, 60)]):
+        rows = model.decoder.tail[i][1]
+        parts.append(head[:, 5 + i : 6 + i] + torch.log_softmax(h @ emb[lo:hi].T + rows.bias, -1))
+    torch.testing.assert_close(logp.reshape(-1, 60), torch.cat(parts, -1), rtol=1e-5, atol=1e-5)
+
+    # Training moves the shared matrix through both of its uses.
+    model.train()
+    loss, _ = model.nll(x, y)
+    loss.backward()
+    # Word 59 is never an input (x < 50 below): its row's gradient comes through the decoder alone.
+    assert emb.grad is not None and emb.grad[59].abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"adaptive_cutoffs": None}, "needs model.adaptive_cutoffs"),
         ({"adaptive_cutoffs": [30, 10]}, "increasing"),
         ({"adaptive_cutoffs": [10, 60]}, "vocab_size - 1"),
-        ({"adaptive_cutoffs": [10], "tie_weights": True}, "tie_weights"),
+        ({"adaptive_cutoffs": [10], "tie_weights": True, "adaptive_div_value": 2.0}, "div_value"),
+        ({"adaptive_cutoffs": [10], "tie_weights": True, "last_hidden_dim": 16}, "embedding_dim"),
     ],
 )
 def test_bad_adaptive_settings(kwargs, message):

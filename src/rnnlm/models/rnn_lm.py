@@ -3,7 +3,8 @@
 The output layer is a full softmax (a linear decoder over the vocabulary) or, for vocabularies of 100k+
 words, an adaptive softmax (Grave et al. 2017; `softmax="adaptive"`). Training and evaluation call
 `nll(x, y, hidden)`, which with the full softmax runs the fused, chunked linear + cross-entropy of
-`rnnlm.models.loss` instead of materialising the (B*T, V) logits; `forward` still returns logits (or, with
+`rnnlm.models.loss` instead of materialising the (B*T, V) logits (with `tie_weights`, the adaptive softmax
+reads the embedding's rows too: `rnnlm.models.adaptive`); `forward` still returns logits (or, with
 the adaptive softmax, log-probabilities) for sampling and scoring.
 
 Regularisation (AWD-LSTM, Merity et al. 2017), every switch off by default (the defaults are the plain
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlm.models.adaptive import TiedAdaptiveSoftmax
 from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
@@ -73,7 +75,7 @@ class RNNLM(nn.Module):
         tie_weights: bool = False,
         softmax: str = "full",
         adaptive_cutoffs: Sequence[int] | None = None,
-        adaptive_div_value: float = 4.0,
+        adaptive_div_value: float | None = None,
         fused_loss: bool = True,
         sparse_embedding: bool = False,
         dropout_input: float | None = None,
@@ -135,12 +137,14 @@ class RNNLM(nn.Module):
             if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
                 raise ValueError(
                     f"model.adaptive_cutoffs={cutoffs} must be increasing integers between 1 and "
-                    f"vocab_size - 1 = {vocab_size - 1}"
+                    f"vocab_size - 1 = {vocab_size - 1}: set cutoffs that fit this vocabulary, or "
+                    "model.softmax=full"
                 )
-            if tie_weights:
+            if tie_weights and adaptive_div_value is not None:
                 raise ValueError(
-                    "model.tie_weights=true does not apply to model.softmax=adaptive (its clusters have "
-                    "their own projections): set model.tie_weights=false"
+                    f"model.adaptive_div_value={adaptive_div_value} does not apply with "
+                    "model.tie_weights=true (the tied clusters read the embedding's rows, without a "
+                    "narrower projection): set model.adaptive_div_value=null or model.tie_weights=false"
                 )
         if sparse_embedding and tie_weights:
             raise ValueError(
@@ -192,9 +196,11 @@ class RNNLM(nn.Module):
                 **extra,
             )
         self.decoder: nn.Module
-        if softmax == "adaptive":
+        if softmax == "adaptive" and tie_weights:
+            self.decoder = TiedAdaptiveSoftmax(self.embedding, cutoffs)
+        elif softmax == "adaptive":
             self.decoder = nn.AdaptiveLogSoftmaxWithLoss(
-                out_dim, vocab_size, cutoffs, div_value=adaptive_div_value
+                out_dim, vocab_size, cutoffs, div_value=adaptive_div_value or 4.0
             )
         else:
             self.decoder = nn.Linear(out_dim, vocab_size)

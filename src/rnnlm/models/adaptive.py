@@ -1,0 +1,75 @@
+"""The adaptive softmax with tied embeddings: the speed of the adaptive softmax (Grave et al. 2017) and
+the tied input/output vectors (Press & Wolf 2017; Inan et al. 2017) that help most on small corpora.
+
+torch's `nn.AdaptiveLogSoftmaxWithLoss` factorises log p(w) = log p(c(w)) + log p(w | c(w)): a head
+softmax over the `cutoffs[0]` most frequent words plus one entry per tail cluster, and within each tail
+cluster a softmax over its own words. Training computes a tail cluster's scores only for the rows whose
+target is in that cluster, which is where the speed comes from: the head holds most of the tokens of
+natural text (about 83% of wikitext-2-mini's at 2,000 words).
+
+`TiedAdaptiveSoftmax` is that module with its linear maps replaced by slices of the embedding matrix E
+(V, D), so the output vector of every word is its input vector, as in a tied full softmax:
+
+    head:           scores = h @ [E[:c0]; C]^T + b_head      C: one learned (D,) vector per tail cluster
+    tail cluster i: scores = h @ E[lo_i:hi_i]^T + b_i        no projection: within its cluster a word
+                                                             scores exactly as under the tied full softmax
+
+torch's own forward, `log_prob` and `predict` run unchanged on top (they only call `head(h)` and
+`tail[i](h)`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class TiedRows(nn.Module):
+    """x (N, D) -> x @ [weight[lo:hi]; extra]^T + bias (N, hi - lo + extra_rows). `weight` is shared
+    (the embedding's), `extra` and `bias` are this module's own."""
+
+    def __init__(self, weight: nn.Parameter, lo: int, hi: int, extra_rows: int = 0) -> None:
+        super().__init__()
+        self.weight = weight  # registered here too, like the tied full softmax's decoder.weight
+        self.lo, self.hi = lo, hi
+        self.extra = nn.Parameter(torch.empty(extra_rows, weight.size(1))) if extra_rows else None
+        self.bias = nn.Parameter(torch.empty(hi - lo + extra_rows))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.extra is not None:
+            nn.init.uniform_(self.extra, -0.1, 0.1)  # the embedding's own init (RNNLM)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight[self.lo : self.hi]
+        if self.extra is not None:
+            w = torch.cat([w, self.extra])
+        return F.linear(x, w, self.bias)
+
+
+class TiedAdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
+    """Adaptive softmax over `embedding`'s vocabulary whose word vectors are the embedding's rows.
+
+    Ids must be sorted by frequency, most frequent first (rnnlm's word tokenizer does this)."""
+
+    def __init__(self, embedding: nn.Embedding, cutoffs: Sequence[int]) -> None:
+        vocab_size, dim = embedding.weight.shape
+        super().__init__(dim, vocab_size, list(cutoffs), div_value=1.0)
+        weight = embedding.weight
+        self.head = TiedRows(weight, 0, self.shortlist_size, extra_rows=self.n_clusters)
+        self.tail = nn.ModuleList(
+            nn.Sequential(nn.Identity(), TiedRows(weight, lo, hi))
+            for lo, hi in zip(self.cutoffs[:-1], self.cutoffs[1:], strict=True)
+        )
+
+    def reset_parameters(self) -> None:
+        self.head.reset_parameters()
+        for _, rows in self.tail:
+            rows.reset_parameters()
+
+
+__all__ = ["TiedAdaptiveSoftmax", "TiedRows"]
