@@ -334,6 +334,14 @@ def main(argv: list[str] | None = None) -> int:
         help="extra Hydra override for rnnlm's own configurations, not the classic recipe (repeatable; "
         "for trying a variant: combine with --only)",
     )
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the runs (logs, metrics.csv, checkpoints) in DIR, a new or empty folder, instead of a "
+        "temporary one",
+    )
     args = ap.parse_args(argv)
     only = selected(args.only)
     word_min = args.word_minutes or (0.1 if args.quick else 15.0)
@@ -351,12 +359,19 @@ def main(argv: list[str] | None = None) -> int:
             "data.eval_batch_size=4",
             "model.embedding_dim=16",
             "model.hidden_dim=16",
+            "model.adaptive_cutoffs=[4,8]",  # wt2_budget's adaptive softmax on a small vocabulary
         ]
         if args.quick
         else []
     )
     rows = []
+    if args.keep:
+        if args.keep.exists() and any(args.keep.iterdir()):
+            print(f"error: --keep {args.keep} is not empty: name a new folder", file=sys.stderr)
+            return 2
+        args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+        work = args.keep or Path(tmp)
         for case in cases(args.word_data, args.char_data, word_min, char_min):
             if only is not None and case.key not in only:
                 continue
@@ -364,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             if case.key != "classic":
                 case.overrides += args.set
             for row in measure(
-                case, Path(tmp), probe_steps=0 if args.quick else 20, limit_val=args.quick
+                case, work, probe_steps=0 if args.quick else 20, limit_val=args.quick
             ):
                 rows.append(row)
                 print(

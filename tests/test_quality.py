@@ -214,6 +214,28 @@ def test_nt_asgd_averages_the_iterates_since_the_switch() -> None:
     torch.testing.assert_close(again.averaged(p), opt.averaged(p))
 
 
+def test_nt_asgd_average_after_is_a_deadline_for_the_switch() -> None:
+    p = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
+    opt = NTASGD([p], lr=0.1, nonmono=5, average_after=0.5)
+    opt.plan(8)  # a run of 8 steps: averaging from the 4th step on, whatever validation says
+    iterates = []
+    for k in range(8):
+        p.grad = torch.tensor([float(k), -1.0])
+        opt.step()
+        assert opt.averaging == (k >= 3)
+        iterates.append(p.detach().clone())
+    assert opt.n_averaged == 5
+    torch.testing.assert_close(opt.averaged(p), torch.stack(iterates[3:]).mean(0))
+    assert opt.observe(1.0) is False  # already averaging: validation switches nothing
+    # Validation can still switch it on sooner.
+    early = NTASGD([torch.nn.Parameter(torch.zeros(1))], nonmono=1, average_after=1.0)
+    early.plan(100)
+    assert [early.observe(v) for v in (3.0, 2.0, 4.0)] == [False, False, True]
+    for bad in (0.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="average_after"):
+            NTASGD([p], average_after=bad)
+
+
 def _nt_asgd_run(corpus: Path, out: Path, extra: list[str]) -> dict:
     train_in_process(
         [
@@ -258,6 +280,20 @@ def test_nt_asgd_evaluates_and_saves_the_averaged_weights(corpus_dir: Path, tmp_
     ids = torch.tensor(lm.tokenizer.encode((corpus_dir / "valid.txt").read_text()))
     nll, n = lm.evaluate_stream(ids, 4, 8)
     assert math.isclose(nll / n, best, rel_tol=1e-4), (nll / n, best)
+
+
+def test_nt_asgd_average_after_in_training(corpus_dir: Path, tmp_path: Path) -> None:
+    ckpt = _nt_asgd_run(
+        corpus_dir, tmp_path / "run", ["optim.average_after=0.5", "optim.nonmono=100"]
+    )
+    nt = ckpt["optimizer_states"][0]["param_groups"][0]["nt_asgd"]
+    steps = nt["steps"]
+    # Half of the Trainer's estimate of the run's steps (3 epochs' worth of batches).
+    assert steps == ckpt["global_step"] and abs(nt["average_at_step"] - steps / 2) <= 1
+    assert nt["averaging"] and nt["n_avg"] == steps - nt["average_at_step"] + 1
+    assert any(
+        torch.equal(ckpt["state_dict"]["model.rnn.weight_hh_l0"], a) for a in _averages(ckpt)
+    )
 
 
 def test_nt_asgd_switches_in_training_when_validation_stalls(
@@ -610,6 +646,7 @@ def test_every_experiment_trains_a_few_steps(
             "data.tokenizer=word",
             "data.eval_batch_size=4",
             "model.last_hidden_dim=16",
+            "model.adaptive_cutoffs=[4,8]",  # for the recipes with an adaptive softmax
             "trainer.max_epochs=1",
             "test=false",
         ],
@@ -630,6 +667,8 @@ def test_every_experiment_trains_a_few_steps(
         (["data.dataset=imagenet"], "data.dataset"),
         (["model.weight_drop=1.5"], "model.weight_drop"),
         (["optim=nt_asgd", "optim.nonmono=0"], "optim.nonmono"),
+        (["optim=nt_asgd", "optim.average_after=1.5"], "optim.average_after"),
+        (["model.adaptive_div_value=0"], "model.adaptive_div_value"),
     ],
 )
 def test_bad_quality_settings_are_refused(overrides: list[str], needle: str) -> None:

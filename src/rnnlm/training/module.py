@@ -25,7 +25,7 @@ from rnnlm.data.tokenizers import CHAR_LEVEL, Tokenizer, tokenizer_from_dict
 from rnnlm.errors import UserError
 from rnnlm.models import detach_hidden, num_parameters
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
-from rnnlm.training.nt_asgd import find_nt_asgd
+from rnnlm.training.nt_asgd import NTASGD, find_nt_asgd
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,14 @@ class LMModule(L.LightningModule):
         optimizer = instantiate(self.hparams.optim, _partial_=True)(params)
         if self.model.embedding.sparse:
             _check_sparse_support(optimizer)
+        if isinstance(optimizer, NTASGD) and optimizer.average_after is not None:
+            total = self.trainer.estimated_stepping_batches
+            if not math.isfinite(total):
+                raise UserError(
+                    "optim.average_after is a fraction of the run, which has no end here: set "
+                    "trainer.max_steps or trainer.max_epochs, or set optim.average_after=null"
+                )
+            optimizer.plan(int(total))
         sched_cfg = dict(self.hparams.scheduler or {})
         if not sched_cfg:
             return optimizer

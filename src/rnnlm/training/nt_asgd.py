@@ -7,14 +7,24 @@ from then on each step also updates `ax`, the mean of every iterate since the sw
 `torch.optim.ASGD(t0=0, lambd=0)` keeps, and what AWD-LSTM swaps in to evaluate and save). The switch, the
 history of validation losses and the average live in the optimizer's own state, so they are saved in and
 restored from checkpoints with it.
+
+`average_after` (a fraction of the run) is a deadline for a time budget: averaging starts once that share
+of the run's steps is done even if validation has not triggered it yet. The averaged iterate is much better
+than the last one (on wikitext-2-mini, validation perplexity 190 -> 141 within 10% of the run), and at a
+high learning rate the validation curve is too noisy for the non-monotone test to fire at a useful time
+within a short run. The training loop calls `plan(total_steps)` to turn the fraction into a step.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 class NTASGD(torch.optim.Optimizer):
@@ -25,6 +35,7 @@ class NTASGD(torch.optim.Optimizer):
         nonmono: int = 5,
         weight_decay: float = 0.0,
         average_from_start: bool = False,
+        average_after: float | None = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"optim.lr={lr} must be > 0")
@@ -32,6 +43,11 @@ class NTASGD(torch.optim.Optimizer):
             raise ValueError(f"optim.nonmono={nonmono} must be an integer >= 1")
         if weight_decay < 0:
             raise ValueError(f"optim.weight_decay={weight_decay} must be >= 0")
+        if average_after is not None and not 0.0 < average_after <= 1.0:
+            raise ValueError(
+                f"optim.average_after={average_after} must be a fraction of the run in (0, 1] (or null)"
+            )
+        self.average_after = average_after
         defaults = {"lr": lr, "weight_decay": weight_decay}
         super().__init__(params, defaults)
         # Kept in the first param group so that it is part of state_dict().
@@ -43,8 +59,15 @@ class NTASGD(torch.optim.Optimizer):
                 "averaging": bool(average_from_start),
                 "n_avg": 0,
                 "switched_at": 0 if average_from_start else None,
+                "steps": 0,
+                "average_at_step": None,  # set by plan(): the `average_after` deadline as a step
             },
         )
+
+    def plan(self, total_steps: int) -> None:
+        """Turn `average_after` into a step of a run of `total_steps` optimizer steps (no-op if unset)."""
+        if self.average_after is not None:
+            self._nt["average_at_step"] = max(1, math.ceil(self.average_after * total_steps))
 
     @property
     def _nt(self) -> dict:
@@ -80,6 +103,17 @@ class NTASGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         nt = self._nt
+        nt["steps"] = nt.get("steps", 0) + 1
+        deadline = nt.get("average_at_step")
+        if not nt["averaging"] and deadline is not None and nt["steps"] >= deadline:
+            nt["averaging"] = True
+            nt["switched_at"] = len(nt["history"])
+            log.info(
+                "NT-ASGD: averaging from step %d on (optim.average_after=%s of the run; evaluation "
+                "and checkpoints use the averaged weights)",
+                nt["steps"],
+                self.average_after,
+            )
         if nt["averaging"]:
             nt["n_avg"] += 1
         for group in self.param_groups:
