@@ -231,6 +231,9 @@ def test_nt_asgd_average_after_is_a_deadline_for_the_switch() -> None:
     early = NTASGD([torch.nn.Parameter(torch.zeros(1))], nonmono=1, average_after=1.0)
     early.plan(100)
     assert [early.observe(v) for v in (3.0, 2.0, 4.0)] == [False, False, True]
+    # nonmono=None: validation never switches; the deadline alone does.
+    never = NTASGD([torch.nn.Parameter(torch.zeros(1))], nonmono=None)
+    assert [never.observe(v) for v in (3.0, 2.0, 4.0, 5.0)] == [False] * 4
     for bad in (0.0, 1.5, -0.2):
         with pytest.raises(ValueError, match="average_after"):
             NTASGD([p], average_after=bad)
@@ -284,7 +287,7 @@ def test_nt_asgd_evaluates_and_saves_the_averaged_weights(corpus_dir: Path, tmp_
 
 def test_nt_asgd_average_after_in_training(corpus_dir: Path, tmp_path: Path) -> None:
     ckpt = _nt_asgd_run(
-        corpus_dir, tmp_path / "run", ["optim.average_after=0.5", "optim.nonmono=100"]
+        corpus_dir, tmp_path / "run", ["optim.average_after=0.5", "optim.nonmono=null"]
     )
     nt = ckpt["optimizer_states"][0]["param_groups"][0]["nt_asgd"]
     steps = nt["steps"]

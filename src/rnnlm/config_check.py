@@ -76,7 +76,7 @@ RULES: dict[str, Rule] = {
     "model.num_heads": (_at_least(1), "must be an integer >= 1"),
     "model.max_len": (_at_least(1), "must be an integer >= 1"),
     "model.memory": (_at_least(0), "must be an integer >= 0"),
-    "optim.nonmono": (_at_least(1), "must be an integer >= 1"),
+    "optim.nonmono": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
     "optim.average_after": (
         _optional(lambda v: _num(v) and 0 < v <= 1),
         "must be a fraction of the run in (0, 1] or null",

@@ -8,7 +8,8 @@ from then on each step also updates `ax`, the mean of every iterate since the sw
 history of validation losses and the average live in the optimizer's own state, so they are saved in and
 restored from checkpoints with it.
 
-`average_after` (a fraction of the run) is a deadline for a time budget: averaging starts once that share
+`nonmono=None` leaves the switch to `average_after` alone. `average_after` (a fraction of the run) is a
+deadline for a time budget: averaging starts once that share
 of the run's steps is done even if validation has not triggered it yet. The averaged iterate is much better
 than the last one (on wikitext-2-mini, validation perplexity 190 -> 141 within 10% of the run), and at a
 high learning rate the validation curve is too noisy for the non-monotone test to fire at a useful time
@@ -32,15 +33,15 @@ class NTASGD(torch.optim.Optimizer):
         self,
         params: Iterable,
         lr: float = 30.0,
-        nonmono: int = 5,
+        nonmono: int | None = 5,
         weight_decay: float = 0.0,
         average_from_start: bool = False,
         average_after: float | None = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"optim.lr={lr} must be > 0")
-        if nonmono < 1:
-            raise ValueError(f"optim.nonmono={nonmono} must be an integer >= 1")
+        if nonmono is not None and nonmono < 1:
+            raise ValueError(f"optim.nonmono={nonmono} must be an integer >= 1 (or null)")
         if weight_decay < 0:
             raise ValueError(f"optim.weight_decay={weight_decay} must be >= 0")
         if average_after is not None and not 0.0 < average_after <= 1.0:
@@ -54,7 +55,7 @@ class NTASGD(torch.optim.Optimizer):
         self.param_groups[0].setdefault(
             "nt_asgd",
             {
-                "nonmono": int(nonmono),
+                "nonmono": None if nonmono is None else int(nonmono),
                 "history": [],
                 "averaging": bool(average_from_start),
                 "n_avg": 0,
@@ -87,6 +88,7 @@ class NTASGD(torch.optim.Optimizer):
         history = nt["history"]
         switch = (
             not nt["averaging"]
+            and nt["nonmono"] is not None
             and len(history) > nt["nonmono"]
             and val_loss > min(history[: -nt["nonmono"]])
         )
