@@ -2,17 +2,18 @@
 
 `linear_cross_entropy(h, weight, bias, target)` equals
 `F.cross_entropy(F.linear(h, weight, bias), target, reduction=...)` in value and gradients, but never holds
-the (N, V) logits or log-probabilities of all N tokens at once. It walks the tokens in chunks of a few
-hundred, and for each chunk computes the logits into one reused buffer, turns them into
+the (N, V) logits or log-probabilities of all N tokens at once. It walks the tokens in chunks of about a
+hundred and fifty, and for each chunk computes the logits into one reused buffer, turns them into
 probabilities in place, reads off the loss, subtracts the one-hot targets (the gradient of the logits) and
 multiplies that straight back into the three gradients (hidden states, weight, bias). The backward pass
 then has nothing left to do but hand those gradients over.
 
 Why it pays on a CPU: the classic recipe (`log_softmax` + `NLLLoss`) makes about ten full passes over an
 N x V array per step (bias broadcast, log-softmax forward, NLL's zero-filled gradient, log-softmax backward,
-the bias-gradient reduction, and the page faults of allocating each fresh 40 MB array). Here a chunk (16 MB
-at most) stays in the last-level cache between the matrix multiplies, and only two passes (exp and the row
-sums) touch it besides them.
+the bias-gradient reduction, and the page faults of allocating each fresh 40 MB array), and its (N, V)
+matrix multiply runs at the speed BLAS gives wide outputs. Here a chunk (a few MB) stays in the
+last-level cache between the matrix multiplies, is computed in the orientation BLAS runs fastest, and only
+three passes (exp, column sums, division) touch it besides the multiplies.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-# Floats per chunk of logits: 4M (16 MB) fits a 32 MB L3 beside the weight. On the development CPU the
-# word-level classic step's loss (V 13.8 k, 700 tokens) took 107 ms at 4M vs 125 ms at 2M (303 vs 151 rows).
-CHUNK_ELEMENTS = 1 << 22
+# Floats per chunk of logits: 2M (8 MB) keeps a chunk, the weight and its gradient in a 32 MB L3.
+CHUNK_ELEMENTS = 1 << 21
 MIN_CHUNK_ROWS = 32
 
 
@@ -37,7 +37,7 @@ def _is_one(t: Tensor) -> bool:
     return t.device.type == "cpu" and t.numel() == 1 and float(t) == 1.0
 
 
-# A row sum of exp(logit - shift) below this is subnormal or 0 in float32: such tokens are recomputed.
+# A column sum of exp(logit - shift) below this is subnormal or 0 in float32: such tokens are recomputed.
 _TINY = 1e-30
 
 
@@ -53,12 +53,12 @@ def _chunked(
     """The summed loss x scale (float64) and the gradients asked for by `need` (h, weight, bias).
 
     Per chunk of c tokens:
-      1. logits z = h_c @ weight.T, a (c, V) matrix, one row per token. Token-major, not vocabulary-major:
-         on the development CPU (MKL, AVX2) this product and z @ weight below ran 1.3-1.5x faster than
-         their (V, c) transposes, and the word-level classic step's loss took 107 ms instead of 141;
+      1. logits, vocabulary-major: z = weight @ h_c.T, a (V, c) matrix. The same numbers as
+         (h_c @ weight.T).T, but BLAS runs a tall (V, c) output much faster than a wide (c, V) one
+         (1.5x here), and the passes below then all run over contiguous memory;
       2. z <- exp(z + bias - shift), one shift for the whole chunk (an upper bound of its largest logit,
-         so nothing overflows); the row sums give logsumexp and the loss; z / sums are the
-         probabilities. A token whose row sum underflows (its logits all far below the chunk's
+         so nothing overflows); the column sums give logsumexp and the loss; z / sums are the
+         probabilities. A token whose column sum underflows (its logits all far below the chunk's
          largest) is recomputed exactly from its own logits; with ordinary logits that never happens;
       3. d(loss)/d(logits) = probabilities - one-hot targets; three matrix multiplies take it back into
          the gradients (the normalisation and the targets are applied to their small factors).
@@ -68,6 +68,7 @@ def _chunked(
     need_h, need_w, need_b = need
     need_grad = need_h or need_w or need_b
     flat = h.new_empty(v * min(rows, n))
+    bias_col = bias.unsqueeze(1) if bias is not None else None
     bias_max = bias.max() if bias is not None else None
     grad_h = torch.empty_like(h) if need_h else None
     grad_w = torch.empty_like(weight) if need_w else None
@@ -77,18 +78,19 @@ def _chunked(
         stop = min(start + rows, n)
         c = stop - start
         hc, yc = h[start:stop], target[start:stop]
-        z = flat[: v * c].view(c, v)
-        torch.mm(hc, weight.t(), out=z)  # logits without the bias (c, V)
-        z_y = z[torch.arange(c, device=h.device), yc]
+        cols = torch.arange(c, device=h.device)
+        z = flat[: v * c].view(v, c)
+        torch.mm(weight, hc.t(), out=z)  # logits without the bias (V, c)
+        z_y = z[yc, cols]
         shift = z.max()
-        if bias is not None:
+        if bias_col is not None:
             z_y += bias[yc]
             shift = shift + bias_max
-            z.add_(bias - shift)
+            z.add_(bias_col - shift)
         else:
             z.sub_(shift)
         z.exp_()
-        sums = z.sum(1)  # (c,)
+        sums = z.sum(0)  # (c,)
         lse = sums.log() + shift
         bad = ~(sums >= _TINY)  # underflow (or NaN)
         if bool(bad.any()):
@@ -98,32 +100,32 @@ def _chunked(
                 logits += bias
             lse[idx] = torch.logsumexp(logits, 1)
             if need_grad:
-                z[idx] = torch.softmax(logits, 1)
+                z[:, idx] = torch.softmax(logits, 1).t()
                 sums[idx] = 1.0
         total += (lse - z_y).sum(dtype=torch.float64)
         if not need_grad:
             continue
-        # d(sum of losses)/d(logits) = diag(1/sums) E - Y, with E = z (the exponentials) and Y the one-hot
-        # targets. The 1/sums and the -Y are applied to the small (c, H) factors, not to the (c, V) E:
+        # d(sum of losses)/d(logits) = E diag(1/sums) - Y, with E = z (the exponentials) and Y the one-hot
+        # targets. The 1/sums and the -Y are applied to the small (c, H) factors, not to the (V, c) E:
         # one pass over E fewer.
         inv = (sums.reciprocal() * scale).unsqueeze(1)  # (c, 1)
         if need_b:  # while E is still in cache from the passes above
             if start == 0:
-                torch.mv(z.t(), inv.squeeze(1), out=grad_b)  # E^T (1/sums)
+                torch.mv(z, inv.squeeze(1), out=grad_b)  # E (1/sums)
             else:
-                grad_b.addmv_(z.t(), inv.squeeze(1))
+                grad_b.addmv_(z, inv.squeeze(1))
             grad_b.index_add_(0, yc, torch.full_like(grad_b[:1], -scale).expand(c))
         if need_h:
             gh = grad_h[start:stop]
-            torch.mm(z, weight, out=gh)  # E W
-            gh.mul_(inv).sub_(weight[yc], alpha=scale)  # - Y W: the target rows of W
+            torch.mm(z.t(), weight, out=gh)  # E^T W
+            gh.mul_(inv).sub_(weight[yc], alpha=scale)  # - Y^T W: the target rows of W
         if need_w:
             hs = hc * inv
             if start == 0:
-                torch.mm(z.t(), hs, out=grad_w)  # E^T diag(1/sums) h
+                torch.mm(z, hs, out=grad_w)  # E diag(1/sums) h
             else:
-                grad_w.addmm_(z.t(), hs)
-            grad_w.index_add_(0, yc, hc, alpha=-scale)  # - Y^T h
+                grad_w.addmm_(z, hs)
+            grad_w.index_add_(0, yc, hc, alpha=-scale)  # - Y h
     return total * scale, (grad_h, grad_w, grad_b)
 
 
