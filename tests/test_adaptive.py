@@ -94,6 +94,33 @@ def test_tied_adaptive_softmax_scores_with_the_embedding_rows():
     assert emb.grad is not None and emb.grad[59].abs().sum() > 0
 
 
+def test_tied_adaptive_gradients_equal_the_written_out_softmax():
+    # The clusters read blocks of one split of the embedding (one gradient pass over it): same
+    # gradients as the softmax written out with plain slices.
+    torch.manual_seed(0)
+    model = RNNLM(60, cell="lstm", embedding_dim=8, hidden_dim=8, softmax="adaptive",
+                  adaptive_cutoffs=[5, 20], tie_weights=True).eval()  # fmt: skip
+    emb = model.embedding.weight
+    x = torch.randint(0, 60, (3, 7))
+    y = torch.tensor([[0, 1, 4, 5, 19, 20, 59]] * 3)
+    model.nll(x, y, reduction="sum")[0].backward()
+    fast = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    h, _ = model.features(x)
+    h = h.reshape(-1, 8)
+    dec = model.decoder
+    head = torch.log_softmax(h @ torch.cat([emb[:5], dec.head.extra]).T + dec.head.bias, -1)
+    parts = [head[:, :5]]
+    for i, (lo, hi) in enumerate([(5, 20), (20, 60)]):
+        rows = dec.tail[i][1]
+        parts.append(head[:, 5 + i : 6 + i] + torch.log_softmax(h @ emb[lo:hi].T + rows.bias, -1))
+    logp = torch.cat(parts, -1)
+    (-logp.gather(-1, y.reshape(-1, 1)).sum()).backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(fast[n], p.grad, rtol=1e-5, atol=1e-5, msg=n)
+    assert all(c.rows is None for c in dec._clusters())  # the split is dropped after each call
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
