@@ -147,6 +147,49 @@ def test_plateau_scheduler_steps_after_each_validation_even_across_epochs(
     assert state["last_epoch"] == 3  # three validations: steps 3, 6 and 9
 
 
+def test_time_budget_ends_the_schedule_with_max_time(corpus_dir: Path, tmp_path: Path) -> None:
+    """callbacks.time_budget: a run planned for far more steps than fit in trainer.max_time is
+    re-planned from its own speed; the cosine ends at the step where the run stops, inside the budget,
+    and that last model is validated."""
+    import csv
+
+    out = tmp_path / "run"
+    overrides = [*tiny_overrides(corpus_dir), "scheduler=cosine", "test=false", "logger=csv"]
+    overrides += [
+        "trainer.max_epochs=-1",
+        "trainer.limit_train_batches=1.0",
+        "+trainer.max_steps=10000000",
+    ]
+    overrides += ["+trainer.max_time=00:00:00:06", "trainer.val_check_interval=40"]
+    overrides += ["trainer.check_val_every_n_epoch=null", "trainer.num_sanity_val_steps=0"]
+    overrides += ["callbacks.time_budget.enabled=true", "callbacks.time_budget.every_n_steps=10"]
+    overrides += ["callbacks.time_budget.reserve_s=2.0"]
+    train_in_process(overrides, out)
+    ckpt = _load(out / "checkpoints" / "last.ckpt")
+    steps = ckpt["global_step"]
+    sched = ckpt["lr_schedulers"][0]
+    assert 40 < steps < 10_000_000
+    assert sched["T_max"] == steps  # the cosine was moved to the step the run stopped at
+    assert sched["_last_lr"][0] == pytest.approx(0.0, abs=1e-9)  # ... and ended there
+    timer = next(v for k, v in ckpt["callbacks"].items() if k.startswith("Timer"))
+    assert timer["time_elapsed"]["train"] < 6.0  # stopped by the plan, not by max_time
+    with open(next(out.glob("**/metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    val_steps = [int(r["step"]) for r in rows if r.get("val/loss")]
+    assert val_steps[-1] == steps - 1 or val_steps[-1] == steps  # the last model was scored
+
+
+def test_time_budget_needs_max_time() -> None:
+    from types import SimpleNamespace
+
+    from rnnlm.errors import UserError
+    from rnnlm.training.callbacks import TimeBudget
+
+    with pytest.raises(UserError, match=r"set trainer.max_time"):
+        TimeBudget(enabled=True).on_train_start(SimpleNamespace(callbacks=[]), None)
+    TimeBudget(enabled=False).on_train_start(SimpleNamespace(callbacks=[]), None)  # off: no check
+
+
 def test_train_with_tensorboard_and_csv_loggers(corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     ppl = train_in_process([*tiny_overrides(corpus_dir), "logger=many", "test=false"], out)

@@ -1,4 +1,5 @@
-"""Small callbacks: training throughput, and a text sample in TensorBoard after each validation."""
+"""Small callbacks: training throughput, a text sample in TensorBoard after each validation, and fitting
+a run's schedules to a time budget."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import math
 import time
 
 import lightning as L
+import torch
+from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
+from rnnlm.training.nt_asgd import find_nt_asgd
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +125,104 @@ class TextSample(L.Callback):
                 # Markdown: indent by four spaces so line breaks and spacing survive.
                 md = "\n".join("    " + line for line in text.splitlines())
                 logger.experiment.add_text("samples", md, trainer.global_step)
+
+
+class TimeBudget(L.Callback):
+    """With `trainer.max_time`, re-plans the run's length from its own measured speed as it goes, so that
+    what is planned over the whole run ends with the time budget rather than before it or after it.
+
+    A run given a time budget is planned in steps (a cosine decay over `trainer.max_steps`, NT-ASGD's
+    `average_after` deadline), from an estimate of the speed. On a machine whose speed drifts by 10% the
+    plan ends early (budget left unused) or `max_time` cuts it (the decay unfinished, few averaged
+    steps). From the first validation on (its duration measured), every `every_n_steps` steps this
+    estimates the steps that fit in the time left, after the validations still to come and `reserve_s`,
+    and moves `max_steps`, the end of a whole-run `CosineAnnealingLR` and NT-ASGD's deadline (until
+    averaging has started) to that step. At that step it stops the run, which Lightning validates once
+    more, so the last model is scored. Off unless `enabled` (`callbacks.time_budget.enabled=true`).
+    """
+
+    def __init__(
+        self, enabled: bool = False, every_n_steps: int = 50, reserve_s: float = 5.0
+    ) -> None:
+        if every_n_steps < 1:
+            raise UserError(f"callbacks.time_budget.every_n_steps={every_n_steps} must be >= 1")
+        self.enabled = enabled
+        self.every_n_steps = every_n_steps
+        self.reserve_s = reserve_s
+        self.total: int | None = None  # the planned number of optimizer steps
+        self.replans = 0
+        self._timer: Timer | None = None
+        self._val_seconds = 0.0
+        self._validations = 0
+        self._val_t0: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled:
+            return
+        self._timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if self._timer is None:
+            raise UserError(
+                "callbacks.time_budget.enabled=true needs a budget: set trainer.max_time (e.g. "
+                "trainer.max_time=00:00:15:00) or callbacks.time_budget.enabled=false"
+            )
+        total = trainer.estimated_stepping_batches
+        self.total = int(total) if math.isfinite(total) else None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._timer is not None and not trainer.sanity_checking:
+            self._val_t0 = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._val_t0 is not None:
+            self._val_seconds += time.monotonic() - self._val_t0
+            self._validations += 1
+            self._val_t0 = None
+            self._replan(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if self._timer is None or self.total is None:
+            return
+        step = trainer.global_step
+        if step >= self.total:
+            trainer.should_stop = True  # Lightning validates the last model before it stops
+        elif step % self.every_n_steps == 0:
+            self._replan(trainer)
+
+    def _replan(self, trainer: L.Trainer) -> None:
+        step = trainer.global_step
+        if self._timer is None or self.total is None or not self._validations or step < 1:
+            return
+        if trainer.should_stop or step >= self.total:  # stopping: this plan is the run's
+            return
+        elapsed = self._timer.time_elapsed("train")
+        left = self._timer.time_remaining("train") or 0.0
+        train_s = elapsed - self._val_seconds
+        if train_s <= 0:
+            return
+        step_s = train_s / step  # this run's own speed, start-up and warm-up steps included
+        val_s = self._val_seconds / self._validations
+        val_per_step = self._validations / step
+        # time left = n * step_s + (n * val_per_step + 1) * val_s + reserve: the n steps that fit, the
+        # validations they bring, and the last one at the stop
+        n = (left - val_s - self.reserve_s) / (step_s + val_per_step * val_s)
+        total = step + max(1, int(n))
+        total = int(
+            trainer.strategy.broadcast(torch.tensor(total), src=0)
+        )  # every rank stops together
+        if total != self.total:
+            self._apply(trainer, total)
+
+    def _apply(self, trainer: L.Trainer, total: int) -> None:
+        old, self.total = self.total, total
+        self.replans += 1
+        trainer.fit_loop.epoch_loop.max_steps = total
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            # a cosine over the whole run (scheduler.T_max=null): it ends with the new plan, continuing
+            # from today's learning rate (torch's recursive form takes a new T_max smoothly)
+            if isinstance(sched, torch.optim.lr_scheduler.CosineAnnealingLR) and sched.T_max == old:
+                sched.T_max = total
+        opt = find_nt_asgd(trainer.optimizers)
+        if opt is not None and not opt.averaging:
+            opt.plan(total)
+        log.debug("time budget: %d -> %d steps (at step %d)", old, total, trainer.global_step)
