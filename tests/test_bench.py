@@ -126,3 +126,20 @@ def test_each_benchmark_rewrites_only_its_own_section_of_the_doc(tmp_path):
     assert text.startswith("# Benchmarks")
     assert "speed v2" in text and "speed v1" not in text and "quality v1" in text
     assert text.index("speed v2") < text.index("quality v1")
+
+
+def test_ceiling_is_rnnlm_at_its_peak_over_the_reference():
+    """The table's ceiling: rnnlm with every FLOP at its own peak, over the reference as measured."""
+    import run  # bench/run.py
+
+    case = {"flops_per_token": 1e6, "reference_tps": [900.0, 1000.0, 1100.0], "rnnlm_tps": [1500.0]}
+    cpu = {"peak_gflops": 2.0, "cases": [dict(case)]}  # 2e9 FLOP/s; the reference at 1e9: half
+    run.set_peak_fractions(cpu)
+    c = cpu["cases"][0]
+    assert c["reference_peak_frac"] == pytest.approx(0.5)
+    assert c["ceiling"] == pytest.approx(2.0) == pytest.approx(1 / c["reference_peak_frac"])
+    # On a GPU rnnlm computes in bf16 (peak_gflops) and the reference in fp32: rnnlm's peak counts.
+    gpu = {"peak_gflops": 8.0, "peak_gflops_fp32": 2.0, "cases": [dict(case)]}
+    run.set_peak_fractions(gpu)
+    assert gpu["cases"][0]["reference_peak_frac"] == pytest.approx(0.5)
+    assert gpu["cases"][0]["ceiling"] == pytest.approx(8.0)
