@@ -591,12 +591,13 @@ def set_peak_fractions(results: dict) -> None:
     ref_peak = results.get("peak_gflops_fp32", results["peak_gflops"])  # the reference: always fp32
     for c in results["cases"]:
         fpt = c["flops_per_token"]
-        c["reference_peak_frac"] = fpt * statistics.median(c["reference_tps"]) / (ref_peak * 1e9)
+        reference_flops = fpt * statistics.median(c["reference_tps"])  # FLOP/s
+        c["reference_peak_frac"] = reference_flops / (ref_peak * 1e9)
         c["rnnlm_peak_frac"] = (
             fpt * statistics.median(c["rnnlm_tps"]) / (results["peak_gflops"] * 1e9)
         )
         # rnnlm at 100% of its peak, over the reference as measured (on a GPU the two peaks differ).
-        c["ceiling"] = results["peak_gflops"] * 1e9 / (fpt * statistics.median(c["reference_tps"]))
+        c["ceiling"] = results["peak_gflops"] * 1e9 / reference_flops
 
 
 ALL_CASES = "word,char,tiny,adaptive,tokenize"
