@@ -235,7 +235,7 @@ def measure(case: Case, work: Path, probe_steps: int, limit_val: bool) -> list[d
         [
             *case.overrides,
             f"+trainer.max_steps={steps}",
-            f"+trainer.max_time=00:{h:02d}:{m:02d}:{s:02d}",
+            f"trainer.max_time=00:{h:02d}:{m:02d}:{s:02d}",
             f"trainer.val_check_interval={every}",
             "trainer.check_val_every_n_epoch=null",
             *val_cap,

@@ -214,6 +214,20 @@ def test_nt_asgd_averages_the_iterates_since_the_switch() -> None:
     torch.testing.assert_close(again.averaged(p), opt.averaged(p))
 
 
+def test_nt_asgd_averages_parameters_without_a_gradient_over_every_step() -> None:
+    """A parameter no target reaches in a step (an adaptive-softmax tail cluster) keeps its value that
+    step, and that value still counts as one of the iterates averaged."""
+    p, q = torch.nn.Parameter(torch.tensor([1.0])), torch.nn.Parameter(torch.tensor([2.0]))
+    opt = NTASGD([p, q], lr=0.5, nonmono=None, average_from_start=True)
+    q_iterates = []
+    for step, g in enumerate([1.0, 1.0, 1.0, 1.0]):
+        p.grad = torch.tensor([g])
+        q.grad = torch.tensor([g]) if step % 2 else None  # q gets a gradient every other step
+        opt.step()
+        q_iterates.append(q.detach().clone())
+    torch.testing.assert_close(opt.averaged(q), torch.stack(q_iterates).mean(0))
+
+
 def test_nt_asgd_average_after_is_a_deadline_for_the_switch() -> None:
     p = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     opt = NTASGD([p], lr=0.1, nonmono=5, average_after=0.5)
@@ -365,6 +379,32 @@ def test_variable_bptt_windows_per_epoch_and_fixed_validation(corpus_dir: Path) 
     assert {dm.windows["valid"][i][0].size(1) for i in range(len(dm.windows["valid"]) - 1)} == {8}
 
 
+def test_resumed_epoch_starts_at_the_window_reached_in_the_loader_iterated(
+    corpus_dir: Path,
+) -> None:
+    """Resuming mid-epoch E: Lightning builds and starts iterating the training loader once before the
+    loop state is restored (epoch 0's windows) and, with variable-length windows, again for epoch E.
+    Only the pass over epoch E's windows skips the windows done; later passes start at 0."""
+    from types import SimpleNamespace
+
+    from rnnlm.data import LMDataModule
+
+    dm = LMDataModule(
+        path=str(corpus_dir), tokenizer="word", batch_size=4, bptt=8, variable_bptt=True
+    )
+    dm.setup()
+    dm.trainer = SimpleNamespace(current_epoch=1, global_rank=0, world_size=1)
+    fresh = [x for x, _ in dm.train_dataloader()]  # epoch 1 from its start
+    dm.resume_train_at(3, epoch=1)
+    dm.trainer.current_epoch = 0  # not restored yet
+    assert len(list(dm.train_dataloader())) == len(dm.train_windows(0))  # epoch 0's, whole
+    dm.trainer.current_epoch = 1  # the loop state restored: epoch 1, 3 windows done
+    resumed = [x for x, _ in dm.train_dataloader()]
+    assert len(resumed) == len(fresh) - 3
+    assert all(torch.equal(a, b) for a, b in zip(resumed, fresh[3:], strict=True))
+    assert len(list(dm.train_dataloader())) == len(fresh)  # the next epoch starts at 0
+
+
 def test_variable_bptt_scales_the_step_learning_rate(
     corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -443,6 +483,12 @@ def test_download_checks_unpacks_and_reads_offline_after(
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
     assert prepare_dataset("wikitext2", cache, url=url, sha256=sha) == folder
+    assert prepare_dataset("wikitext2", cache) == folder
+    # A changed source is not silently ignored in favour of the cached copy.
+    with pytest.raises(DownloadError, match=r"data.url=file:///elsewhere.zip but .* delete"):
+        prepare_dataset("wikitext2", cache, url="file:///elsewhere.zip")
+    with pytest.raises(DownloadError, match=r"data.sha256=f+ but .* delete"):
+        prepare_dataset("wikitext2", cache, url=url, sha256="f" * 64)
 
 
 def test_checksum_mismatch_is_rejected_and_leaves_nothing(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import time
 from pathlib import Path
@@ -46,10 +47,20 @@ def resume_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_corpus(tmp_path_factory.mktemp("resume"), {"train": 900, "valid": 60, "test": 60})
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], id="fixed_windows"),
+        # Each epoch draws its own window lengths: the resumed epoch must continue in its own windows.
+        # (slow: ~35 s; the default suite checks the same ordering with
+        # test_resumed_epoch_starts_at_the_window_reached_in_the_loader_iterated)
+        pytest.param(["data.variable_bptt=true"], id="variable_bptt", marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_mid_epoch_then_resume_matches_straight_run(
-    resume_corpus: Path, tmp_path: Path
+    resume_corpus: Path, tmp_path: Path, extra: list[str]
 ) -> None:
-    args = [*RESUME_ARGS, f"data.path={resume_corpus}"]
+    args = [*RESUME_ARGS, *extra, f"data.path={resume_corpus}"]
     straight = tmp_path / "straight"
     done = run_train_script([*args, f"hydra.run.dir={straight}"])
     assert done.returncode == 0, done.stderr[-2000:]
@@ -95,6 +106,25 @@ def test_sigkill_mid_epoch_then_resume_matches_straight_run(
     assert max(s for s, _ in _scalars(killed, "train/loss")) == max(
         s for s, _ in _scalars(straight, "train/loss")
     )
+
+
+@pytest.mark.parametrize(("fn", "kept"), [("test", True), ("fit", False)])
+def test_testing_a_checkpoint_keeps_the_runs_counters(fn: str, kept: bool) -> None:
+    """`trainer.test(ckpt_path=best)` at the end of a run loads the best checkpoint: the run's own
+    token count (result.json's `tokens_seen`) must not go back to that checkpoint's; a resumed fit
+    does take the checkpoint's count and stream position."""
+    from types import SimpleNamespace
+
+    from rnnlm.training.module import LMModule
+
+    model = {"_target_": "rnnlm.models.RNNLM", "cell": "gru", "embedding_dim": 4, "hidden_dim": 4}
+    module = LMModule(model=model, optim={"_target_": "torch.optim.SGD", "lr": 0.1}, vocab_size=6)
+    module._trainer = SimpleNamespace(state=SimpleNamespace(fn=fn), datamodule=None)
+    module.tokens_seen = 5000
+    meta = {"tokens_seen": 1200, "windows_done": 3, "train_hidden": None, "rng": None}
+    module.on_load_checkpoint({"rnnlm": meta, "state_dict": {}})
+    assert module.tokens_seen == (5000 if kept else 1200)
+    assert (module._resume is None) == kept
 
 
 def test_same_seed_same_loss_curve(corpus_dir: Path, tmp_path: Path) -> None:
@@ -157,6 +187,41 @@ def test_crafted_checkpoint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refuses|could run code"):
         load_checkpoint(bad)
     assert not Path("/tmp/rnnlm-pwned").exists()
+
+
+# hydra's own blocklist stops `exec`, `os.system` and the like, but not every callable: `open(path, "w")`
+# creates or truncates any file the user can write.
+_OPEN = {"_target_": "builtins.open", "_args_": ["PWNED", "w"]}
+
+
+@pytest.mark.parametrize(
+    ("model_cfg", "expected"),
+    [
+        (_OPEN, "'builtins.open', not one of"),
+        ({"_target_": "rnnlm.models.RNNLM", "cell": _OPEN}, "a _target_ at model.cell"),
+    ],
+)
+def test_checkpoint_config_naming_other_code_is_refused(
+    tmp_path: Path, model_cfg: dict, expected: str
+) -> None:
+    """A checkpoint's config is data: loading one builds rnnlm's own classes only, never a callable
+    that a crafted file names (hydra's instantiate would call it, nested targets first)."""
+    from rnnlm import LanguageModel
+
+    pwned = tmp_path / "pwned"
+    cfg = json.loads(json.dumps(model_cfg).replace("PWNED", str(pwned)))
+    ckpt = tmp_path / "crafted.ckpt"
+    torch.save(
+        {
+            "rnnlm": {"tokenizer": None},
+            "state_dict": {},
+            "hyper_parameters": {"model": cfg, "vocab_size": 10},
+        },
+        ckpt,
+    )
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        LanguageModel.load(ckpt)
+    assert not pwned.exists()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -29,9 +30,22 @@ def test_temperature_zero_is_greedy() -> None:
     assert next_token(logits, 0.0, top_k=1, top_p=0.1).tolist() == [1, 0, 2]
 
 
-def test_negative_temperature_is_an_error() -> None:
-    with pytest.raises(ValueError, match="temperature"):
-        next_token(LOGITS[None], temperature=-1.0)
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"temperature": -1.0}, "temperature=-1.0"),
+        ({"temperature": float("nan")}, "temperature=nan"),
+        ({"top_k": 0}, "top_k=0"),
+        ({"top_k": -3}, "top_k=-3"),
+        ({"top_p": 0.0}, "top_p=0.0"),
+        ({"top_p": 1.5}, "top_p=1.5"),
+    ],
+)
+def test_impossible_sampling_settings_are_named(settings: dict, named: str) -> None:
+    """A setting that would be silently ignored (top_k=0, top_p=0) or fail inside torch (a NaN
+    temperature) is an error naming it."""
+    with pytest.raises(ValueError, match=re.escape(named)):
+        next_token(LOGITS[None], **{"temperature": 1.0, **settings})
 
 
 def test_top_k_filter_keeps_exactly_the_k_largest() -> None:
@@ -101,3 +115,33 @@ def test_sampling_is_reproducible_with_a_seeded_generator() -> None:
     a = next_token(logits, generator=torch.Generator().manual_seed(7))
     b = next_token(logits, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
+
+
+class _Scripted(torch.nn.Module):
+    """A 'model' whose next token is always the next byte of a script (greedy decoding picks it)."""
+
+    def __init__(self, script: bytes) -> None:
+        super().__init__()
+        self.script, self.calls = script, 0
+        self.dummy = torch.nn.Parameter(torch.zeros(1))  # gives the model a device
+
+    def forward(self, x: torch.Tensor, hidden: object = None) -> tuple[torch.Tensor, object]:
+        logits = torch.full((x.size(0), x.size(1), 256), -1e9)
+        logits[:, -1, self.script[min(self.calls, len(self.script) - 1)]] = 0.0
+        self.calls += 1
+        return logits, hidden
+
+
+def test_streamed_text_holds_back_incomplete_multibyte_characters() -> None:
+    """Byte-level sampling streams UTF-8 one byte at a time: a character is printed once all of its
+    bytes are there, never as U+FFFD, and the streamed pieces add up to the returned text."""
+    from rnnlm.data.tokenizers import ByteTokenizer
+    from rnnlm.lm import LanguageModel
+
+    script = "é€ ok".encode()
+    lm = LanguageModel(_Scripted(script), ByteTokenizer())
+    pieces: list[str] = []
+    text = lm.generate("a", max_new_tokens=len(script), temperature=0, on_text=pieces.append)
+    assert text == "aé€ ok"
+    assert "".join(pieces) == "é€ ok" and not any("\ufffd" in p for p in pieces)
+    assert pieces[:2] == ["é", "€"]

@@ -25,6 +25,14 @@ def test_char_round_trip_gives_the_text_back() -> None:
     assert tok.decode(tok.encode(other)) == other
 
 
+def test_char_round_trip_of_text_read_with_surrogateescape() -> None:
+    """data.encoding_errors=surrogateescape keeps undecodable bytes as lone surrogates: they are
+    characters like any other."""
+    text = (b"caf\xc3\xa9 \xff broken\n" * 3).decode("utf-8", errors="surrogateescape")
+    tok = CharTokenizer.train(text)
+    assert tok.decode(tok.encode(text)) == text and "\udcff" in tok.stoi
+
+
 def test_char_vocabulary_is_unk_then_sorted_characters() -> None:
     tok = CharTokenizer.train("cabca\n")
     assert tok.itos == [UNK, "\n", "a", "b", "c"]

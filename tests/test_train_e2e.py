@@ -160,7 +160,7 @@ def test_time_budget_ends_the_schedule_with_max_time(corpus_dir: Path, tmp_path:
         "trainer.limit_train_batches=1.0",
         "+trainer.max_steps=10000000",
     ]
-    overrides += ["+trainer.max_time=00:00:00:06", "trainer.val_check_interval=40"]
+    overrides += ["trainer.max_time=00:00:00:06", "trainer.val_check_interval=40"]
     overrides += ["trainer.check_val_every_n_epoch=null", "trainer.num_sanity_val_steps=0"]
     overrides += ["callbacks.time_budget.enabled=true", "callbacks.time_budget.every_n_steps=10"]
     overrides += ["callbacks.time_budget.reserve_s=2.0"]
@@ -188,6 +188,29 @@ def test_time_budget_needs_max_time() -> None:
     with pytest.raises(UserError, match=r"set trainer.max_time"):
         TimeBudget(enabled=True).on_train_start(SimpleNamespace(callbacks=[]), None)
     TimeBudget(enabled=False).on_train_start(SimpleNamespace(callbacks=[]), None)  # off: no check
+
+
+def test_time_budget_resumes_with_its_plan() -> None:
+    """The plan travels in checkpoints: a resumed run goes on with the re-planned step count (which a
+    whole-run cosine's T_max, restored with the scheduler, follows) and the validation time measured,
+    not with the config's original estimate."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    from rnnlm.training.callbacks import TimeBudget
+
+    before = TimeBudget(enabled=True)
+    before.total, before.replans, before._val_seconds, before._validations = 740, 3, 12.5, 4
+    after = TimeBudget(enabled=True)
+    after.load_state_dict(before.state_dict())
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(max_steps=-1))
+    trainer = SimpleNamespace(
+        callbacks=[Timer(duration="00:00:10:00")], fit_loop=loop, estimated_stepping_batches=5000
+    )
+    after.on_train_start(trainer, None)
+    assert after.total == 740 and loop.epoch_loop.max_steps == 740
+    assert (after._val_seconds, after._validations) == (12.5, 4)
 
 
 def test_train_with_tensorboard_and_csv_loggers(corpus_dir: Path, tmp_path: Path) -> None:

@@ -68,6 +68,18 @@ def test_eval_reproduces_training_test_perplexity(trained: dict, tmp_path: Path)
     assert result["splits"]["valid"]["tokens"] > 0 and "| test |" in out.stdout
 
 
+@pytest.mark.parametrize(("splits", "named"), [(["valid", "tset"], "tset"), ([], "no split")])
+def test_eval_splits_typo_is_one_clear_error(splits: list, named: str) -> None:
+    from omegaconf import OmegaConf
+
+    from rnnlm.errors import UserError
+    from rnnlm.evaluate import evaluate
+
+    cfg = OmegaConf.create({"eval": {"splits": splits}, "ckpt_path": "never-read.ckpt"})
+    with pytest.raises(UserError, match=rf"eval.splits=.*{named}.*choose among train, valid, test"):
+        evaluate(cfg)
+
+
 def test_eval_on_another_corpus_counts_unknown_words(trained: dict, tmp_path: Path) -> None:
     other = write_corpus(tmp_path / "other", words=[*WORDS, "zebra", "quokka"], seed=3)
     out = _run(

@@ -48,3 +48,46 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{p} was not saved by rnnlm (no 'rnnlm' section): use a checkpoint written by src/train.py"
         )
     return ckpt
+
+
+def build_from_checkpoint(
+    cfg: dict[str, Any], classes: dict[str, type], path: str | Path, what: str, **kwargs: Any
+) -> Any:
+    """`cfg` (a `_target_` and keyword arguments, read from a checkpoint) built as one of `classes`.
+
+    A checkpoint's config is data: `hydra.utils.instantiate` would call whatever a crafted file names
+    (and any nested `_target_` first), which is the code execution `weights_only=True` keeps out. So
+    only rnnlm's own classes are built, directly, from plain arguments.
+    """
+    target = cfg.get("_target_")
+    cls = classes.get(target) if isinstance(target, str) else None
+    refuse = "rnnlm refuses to build it: use a checkpoint written by src/train.py"
+    if cls is None:
+        raise CheckpointError(
+            f"checkpoint {path}: its {what} config names {target!r}, not one of "
+            f"{', '.join(sorted(classes))}; {refuse}"
+        )
+    args = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    nested = _nested_target(args, what)
+    if nested is not None:
+        raise CheckpointError(
+            f"checkpoint {path}: its {what} config holds a _target_ at {nested}; {refuse}"
+        )
+    return cls(**args, **kwargs)
+
+
+def _nested_target(value: Any, where: str) -> str | None:
+    """The dotted key of the first `_target_` inside `value`, or None."""
+    if isinstance(value, dict):
+        if "_target_" in value:
+            return where
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nested_target(item, f"{where}.{key}")
+        if found is not None:
+            return found
+    return None

@@ -10,16 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rnnlm.checkpoint import build_from_checkpoint
+from rnnlm.data.datamodule import LMDataModule
 from rnnlm.data.layout import check_fits
+from rnnlm.data.sources import SPLITS
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
 from rnnlm.models.cache import ContinuousCache
 from rnnlm.models.dynamic import check_settings
 from rnnlm.training.metrics import LN2
+
+# The data module a checkpoint's data config may ask for (nothing else is built from one).
+DATA_CLASSES: dict[str, type] = {
+    "rnnlm.data.LMDataModule": LMDataModule,
+    "rnnlm.data.datamodule.LMDataModule": LMDataModule,
+}
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,13 @@ def resolve_device(name: str) -> torch.device:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Loss, perplexity and bits per character of each split; written to <run>/eval.json and printed."""
+    splits = tuple(cfg.eval.splits)
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise UserError(
+            f"eval.splits={list(splits)}: {unknown[0] if unknown else 'no split'} is not a split of "
+            f"the corpus; choose among {', '.join(SPLITS)} (e.g. eval.splits=[valid,test])"
+        )
     lm = LanguageModel.load(cfg.ckpt_path, device=resolve_device(cfg.device))
     data_cfg = dict(lm.config.get("data") or {})
     if not data_cfg:
@@ -47,9 +62,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.path:
         data_cfg["path"] = str(cfg.data.path)
     data_cfg.update(batch_size=batch_size, eval_batch_size=batch_size, cache_dir=cfg.paths.data_dir)
-    datamodule = instantiate(data_cfg, tokenizer_state=lm.tokenizer.to_dict())
+    datamodule = build_from_checkpoint(
+        data_cfg, DATA_CLASSES, cfg.ckpt_path, "data", tokenizer_state=lm.tokenizer.to_dict()
+    )
     datamodule.load()
-    splits = tuple(cfg.eval.splits)
     datamodule.check_layout(splits)
     char_level = lm.tokenizer.kind in CHAR_LEVEL
     results: dict[str, Any] = {

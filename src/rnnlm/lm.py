@@ -22,19 +22,26 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torch import nn
 
-from rnnlm.checkpoint import load_checkpoint
+from rnnlm.checkpoint import build_from_checkpoint, load_checkpoint
 from rnnlm.data.layout import windows
 from rnnlm.data.tokenizers import EOS, Tokenizer, tokenizer_from_dict
 from rnnlm.errors import UserError
+from rnnlm.models import RNNLM, TransformerLM
 from rnnlm.models.cache import ContinuousCache, mix
 from rnnlm.models.dynamic import dynamic_nll
 from rnnlm.models.modes import eval_mode
-from rnnlm.sampling import next_token
+from rnnlm.sampling import check_sampling, next_token
 
 POOLINGS = ("mean", "last", "max")
+# The models a checkpoint may ask for (its config's `_target_`): nothing else is built from one.
+MODEL_CLASSES: dict[str, type] = {
+    "rnnlm.models.RNNLM": RNNLM,
+    "rnnlm.models.rnn_lm.RNNLM": RNNLM,
+    "rnnlm.models.TransformerLM": TransformerLM,
+    "rnnlm.models.transformer.TransformerLM": TransformerLM,
+}
 
 
 def _in_eval_mode(method: Callable) -> Callable:
@@ -98,7 +105,9 @@ class LanguageModel:
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> LanguageModel:
         ckpt = load_checkpoint(path, map_location=device)
         hp = ckpt["hyper_parameters"]
-        model = instantiate(hp["model"], vocab_size=hp["vocab_size"])
+        model = build_from_checkpoint(
+            hp["model"], MODEL_CLASSES, path, "model", vocab_size=hp["vocab_size"]
+        )
         prefix = "model."
         state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         model.load_state_dict(state)
@@ -136,6 +145,9 @@ class LanguageModel:
         """The prompt followed by up to `max_new_tokens` sampled tokens; `on_text` gets each new piece."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
+        check_sampling(
+            temperature, top_k, top_p
+        )  # before the prompt is read, not at the first token
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)
@@ -154,11 +166,17 @@ class LanguageModel:
             tok = next_token(logits[:, -1], temperature, top_k, top_p, generator)  # (1,)
             all_ids.append(int(tok))
             if on_text is not None:
-                new_text = self.tokenizer.decode(all_ids)[len(prefix) :]
-                on_text(new_text[len(text) :])
-                text = new_text
+                # A multi-byte character whose bytes have not all been sampled yet (byte and BPE
+                # tokenizers) decodes as U+FFFD for now: hold it back until it is complete.
+                stable = self.tokenizer.decode(all_ids)[len(prefix) :].rstrip("\ufffd")
+                if stable.startswith(text) and len(stable) > len(text):
+                    on_text(stable[len(text) :])
+                    text = stable
             logits, hidden = self.model(tok.view(1, 1), hidden)
-        return prompt + self.tokenizer.decode(all_ids)[len(prefix) :]
+        continuation = self.tokenizer.decode(all_ids)[len(prefix) :]
+        if on_text is not None and continuation.startswith(text) and continuation != text:
+            on_text(continuation[len(text) :])  # what was held back (a character left incomplete)
+        return prompt + continuation
 
     @torch.no_grad()
     @_in_eval_mode

@@ -25,6 +25,21 @@ def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None 
     return logits
 
 
+def check_sampling(
+    temperature: float, top_k: int | None = None, top_p: float | None = None
+) -> None:
+    """ValueError naming the setting and its range, for a value that would be ignored or fail later."""
+    if not temperature >= 0:  # also NaN
+        raise ValueError(f"temperature={temperature} must be >= 0 (0 is greedy decoding)")
+    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
+        raise ValueError(f"top_k={top_k} must be an integer >= 1, or null for no limit")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(
+            f"top_p={top_p} must be in (0, 1] (1 keeps every token; for greedy decoding use "
+            "temperature=0)"
+        )
+
+
 def next_token(
     logits: Tensor,
     temperature: float = 1.0,
@@ -33,8 +48,7 @@ def next_token(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """logits (B, V) -> token ids (B,). `temperature=0` is greedy decoding (argmax)."""
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 is greedy decoding)")
+    check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(-1)
     logits = filter_logits(logits.float() / temperature, top_k, top_p)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -26,21 +26,22 @@ log = logging.getLogger(__name__)
 
 
 class StartAt(Sampler[int]):
-    """Indices 0..n-1 in order; the first pass starts at `start` (resuming mid-epoch), later ones at 0.
+    """Indices 0..n-1 in order; each pass starts at `take_start()` (the window to resume at, or 0).
 
-    `len` stays n so Lightning's batch counters, restored from the checkpoint, end the epoch where the
+    Resuming mid-epoch E with variable-length windows, Lightning builds (and starts iterating) the
+    training loader once before the loop state is restored, over epoch 0's windows, then again for
+    epoch E: `take_start` skips the windows done only in the pass over epoch E's windows. `len` stays n so Lightning's batch counters, restored from the checkpoint, end the epoch where the
     uninterrupted run would have.
     """
 
-    def __init__(self, n: int, start: int = 0) -> None:
-        self.n, self.start = n, start
+    def __init__(self, n: int, take_start: Callable[[], int] = lambda: 0) -> None:
+        self.n, self.take_start = n, take_start
 
     def __len__(self) -> int:
         return self.n
 
     def __iter__(self) -> Iterator[int]:
-        start, self.start = self.start, 0
-        return iter(range(start, self.n))
+        return iter(range(self.take_start(), self.n))
 
 
 class LMDataModule(L.LightningDataModule):
@@ -103,6 +104,7 @@ class LMDataModule(L.LightningDataModule):
         self.meta: dict = {}
         self.windows: dict[str, Windows] = {}
         self._train_start = 0
+        self._train_start_epoch: int | None = None
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> Tokenizer:
@@ -236,18 +238,26 @@ class LMDataModule(L.LightningDataModule):
         self.ids, self.windows = {}, {}
         self._train_data = None
 
-    def resume_train_at(self, window: int) -> None:
-        """The next pass over the training split starts at `window` (resuming mid-epoch)."""
-        self._train_start = window
+    def resume_train_at(self, window: int, epoch: int | None = None) -> None:
+        """The next pass over the training split (over `epoch`'s windows, with variable-length ones)
+        starts at `window` (resuming mid-epoch)."""
+        self._train_start, self._train_start_epoch = window, epoch
 
-    def _loader(self, split: str, start: int = 0) -> DataLoader:
+    def _take_train_start(self, epoch: int | None) -> int:
+        """The window a pass over `epoch`'s windows starts at; taken once."""
+        if self._train_start_epoch is not None and epoch not in (None, self._train_start_epoch):
+            return 0  # another epoch's windows: the resumed epoch's loader comes later
+        start, self._train_start, self._train_start_epoch = self._train_start, 0, None
+        return start
+
+    def _loader(self, split: str, take_start: Callable[[], int] = lambda: 0) -> DataLoader:
         # batch_size=None: each item already is a (B, T) window, read in order. The loader's own
         # generator keeps it from drawing on the global RNG (exact resume relies on that).
         data = self.windows[split]
         return DataLoader(
             data,
             batch_size=None,
-            sampler=StartAt(len(data), start),
+            sampler=StartAt(len(data), take_start),
             generator=torch.Generator().manual_seed(0),
         )
 
@@ -259,13 +269,13 @@ class LMDataModule(L.LightningDataModule):
         return VariableWindows(self._train_data, self.bptt, rng)
 
     def train_dataloader(self) -> DataLoader:
-        start, self._train_start = self._train_start, 0
+        epoch = None  # fixed windows: the same in every epoch
         if self.variable_bptt:
             # Lightning reloads this loader every epoch (the trainer is built with
             # reload_dataloaders_every_n_epochs=1 for it), so each epoch draws its own lengths.
             epoch = self.trainer.current_epoch if self.trainer is not None else 0
             self.windows["train"] = self.train_windows(epoch)
-        return self._loader("train", start)
+        return self._loader("train", lambda: self._take_train_start(epoch))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid")

@@ -255,6 +255,22 @@ def _write_splits(spec: DatasetSpec, archive: Path, folder: Path) -> None:
         source.unlink()
 
 
+def _check_built_from(target: Path, url: str | None, sha256: str | None) -> None:
+    """A given data.url / data.sha256 must be what the cached corpus was built from: a changed one is
+    not silently ignored."""
+    built = json.loads((target / "manifest.json").read_text())
+    if url is not None and url != built.get("url"):
+        raise DownloadError(
+            f"data.url={url} but {target} was built from {built.get('url')}: delete {target} to "
+            "build it from the new URL, or drop data.url"
+        )
+    if sha256 is not None and sha256.lower() != str(built.get("sha256", "")).lower():
+        raise DownloadError(
+            f"data.sha256={sha256} but {target} was built from a file with SHA-256 "
+            f"{built.get('sha256')}: delete {target} to download and check it again, or drop data.sha256"
+        )
+
+
 def prepare_dataset(
     name: str, data_dir: str | Path, url: str | None = None, sha256: str | None = None
 ) -> Path:
@@ -270,8 +286,9 @@ def prepare_dataset(
     spec = DATASETS[name]
     root = Path(data_dir).expanduser()
     target = root / "datasets" / name
-    if (target / "manifest.json").is_file():
-        return target  # ready: read offline
+    if (target / "manifest.json").is_file():  # ready: read offline
+        _check_built_from(target, url, sha256)
+        return target
     url = url or spec.url
     expected = sha256 if sha256 is not None else (spec.sha256 if url == spec.url else None)
     archive = root / "downloads" / _file_name(url)

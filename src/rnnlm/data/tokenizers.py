@@ -117,7 +117,8 @@ class CharTokenizer(Tokenizer):
         if text.isascii():
             codes = np.frombuffer(text.encode("ascii"), np.uint8)
             return self._table(128)[codes]
-        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        # surrogatepass: text read with data.encoding_errors=surrogateescape holds lone surrogates
+        codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
         return self._table(0x110000)[codes]
 
     def _table(self, size: int) -> np.ndarray:

@@ -3,6 +3,7 @@ a run's schedules to a time budget."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -118,7 +119,9 @@ class TextSample(L.Callback):
         if trainer.sanity_checking or pl_module.tokenizer is None:
             return
         lm = LanguageModel(pl_module.model, pl_module.tokenizer)
-        text = lm.generate(self.prompt, self.max_new_tokens, self.temperature, seed=self.seed)
+        weights = getattr(pl_module, "evaluation_weights", contextlib.nullcontext)
+        with weights():  # the weights validation scored (NT-ASGD's average), not the live ones
+            text = lm.generate(self.prompt, self.max_new_tokens, self.temperature, seed=self.seed)
         log.info("sample at step %d:\n%s", trainer.global_step, text)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -165,8 +168,28 @@ class TimeBudget(L.Callback):
                 "callbacks.time_budget.enabled=true needs a budget: set trainer.max_time (e.g. "
                 "trainer.max_time=00:00:15:00) or callbacks.time_budget.enabled=false"
             )
+        if (
+            self.total is not None
+        ):  # resumed: the plan so far (a whole-run cosine's T_max follows it)
+            trainer.fit_loop.epoch_loop.max_steps = self.total
+            return
         total = trainer.estimated_stepping_batches
         self.total = int(total) if math.isfinite(total) else None
+
+    def state_dict(self) -> dict:
+        # In checkpoints, so a resumed run goes on with its plan and its measured validation time.
+        return {
+            "total": self.total,
+            "replans": self.replans,
+            "val_seconds": self._val_seconds,
+            "validations": self._validations,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.total = state_dict.get("total")
+        self.replans = state_dict.get("replans", 0)
+        self._val_seconds = state_dict.get("val_seconds", 0.0)
+        self._validations = state_dict.get("validations", 0)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._timer is not None and not trainer.sanity_checking:

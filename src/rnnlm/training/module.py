@@ -11,13 +11,16 @@ window length / bptt (AWD-LSTM).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import Tensor
 
 from rnnlm.checkpoint import FORMAT
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("train", "val", "test")
 # Optimisers that take the sparse gradient of `model.sparse_embedding=true`.
-SPARSE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adagrad, torch.optim.SparseAdam)
+SPARSE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adagrad)  # (SparseAdam takes no dense gradient)
 
 
 def _check_sparse_support(optimizer: torch.optim.Optimizer) -> None:
@@ -165,10 +168,16 @@ class LMModule(L.LightningModule):
             # Continuing mid-epoch from a checkpoint: the carried state of the stream, and dropout
             # masks exactly where the interrupted run stopped. (The data loaders draw their seeds from
             # their own generators, so nothing else consumes the global RNG in between.)
-            self.hidden["train"] = self._resume["hidden"]
+            # The checkpoint holds rank 0's state, loaded onto the CPU: move it to this device. Under
+            # DDP every other rank reads its own shard, whose carried state the checkpoint does not
+            # hold: those ranks restart their columns from a zero state, as at an epoch start.
+            hidden = self._resume["hidden"] if self.global_rank == 0 else None
+            self.hidden["train"] = move_data_to_device(hidden, self.device)
             self.windows_done = self._resume["windows_done"]
             if self._resume["rng"] is not None:
                 torch.set_rng_state(self._resume["rng"])
+            if self._resume.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(self._resume["cuda_rng"], self.device)
             self._resume = None
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if getattr(datamodule, "variable_bptt", False):
@@ -192,6 +201,18 @@ class LMModule(L.LightningModule):
         if self._swapped is not None:
             find_nt_asgd(self.trainer.optimizers).restore(self._swapped)
             self._swapped = None
+
+    @contextlib.contextmanager
+    def evaluation_weights(self) -> Iterator[None]:
+        """The weights validation scores (NT-ASGD's average once it has started) for the duration: what
+        the training-time text samples are drawn from, after validation has put the live ones back."""
+        swapped_here = self._swapped is None
+        self._swap_in_average()
+        try:
+            yield
+        finally:
+            if swapped_here:
+                self._swap_back()
 
     def on_validation_epoch_start(self) -> None:
         self.hidden["val"] = None
@@ -317,7 +338,7 @@ class LMModule(L.LightningModule):
         rate instead of into the gradients: p - (lr * c) * g is p - lr * (c * g), without a pass over
         every gradient (`optimizer_step` puts the learning rate back).
         """
-        if not self.hparams.detect_nonfinite or gradient_clip_algorithm not in (None, "norm"):
+        if not self.hparams.detect_nonfinite:
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
         params = [p for p in self.parameters() if p.grad is not None]
@@ -326,6 +347,9 @@ class LMModule(L.LightningModule):
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if not torch.isfinite(norm):
             raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
+        if gradient_clip_algorithm not in (None, "norm"):  # clipping each value: Lightning's own
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
         if not gradient_clip_val:
             return
         if _plain_sgd(optimizer):
@@ -383,6 +407,10 @@ class LMModule(L.LightningModule):
             "windows_done": windows_done,
             "train_hidden": hidden,
             "rng": torch.get_rng_state(),
+            # dropout masks on a GPU come from its own generator
+            "cuda_rng": torch.cuda.get_rng_state(self.device)
+            if self.device.type == "cuda"
+            else None,
         }
         opt = self._averager()
         if opt is not None:
@@ -406,12 +434,15 @@ class LMModule(L.LightningModule):
         if live and fitting:
             checkpoint["state_dict"].update(live)  # resume training from the live weights
         self._weights_from_checkpoint = not fitting
+        if not fitting and self._trainer is not None:
+            return  # testing a checkpoint: the run's counters and stream position stay this run's
         self.tokens_seen = meta.get("tokens_seen", 0)
         self._resume = {
             "windows_done": meta.get("windows_done", 0),
             "hidden": meta.get("train_hidden"),
             "rng": meta.get("rng"),
+            "cuda_rng": meta.get("cuda_rng"),
         }
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "resume_train_at"):
-            datamodule.resume_train_at(self._resume["windows_done"])
+            datamodule.resume_train_at(self._resume["windows_done"], checkpoint.get("epoch"))

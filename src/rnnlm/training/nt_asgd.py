@@ -121,15 +121,16 @@ class NTASGD(torch.optim.Optimizer):
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if grad.is_sparse:
-                    raise RuntimeError("NTASGD does not take sparse gradients")
-                if wd:
-                    grad = grad.add(p, alpha=wd)
-                p.add_(grad, alpha=-lr)
+                if p.grad is not None:
+                    grad = p.grad
+                    if grad.is_sparse:
+                        raise RuntimeError("NTASGD does not take sparse gradients")
+                    if wd:
+                        grad = grad.add(p, alpha=wd)
+                    p.add_(grad, alpha=-lr)
                 if nt["averaging"]:
+                    # Every parameter, with a gradient this step or not (an adaptive-softmax cluster no
+                    # target reached): the average is over all n_avg iterates, unchanged ones included.
                     state = self.state[p]
                     if "ax" not in state:
                         state["ax"] = p.detach().clone()
