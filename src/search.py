@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from rnnlm.applications.search import search
-from rnnlm.cli import run_task
+from rnnlm.cli import prepare_argv, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="search")
@@ -13,4 +13,5 @@ def main(cfg: DictConfig) -> list:
 
 
 if __name__ == "__main__":
+    prepare_argv("search")
     main()

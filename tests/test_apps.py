@@ -220,6 +220,21 @@ def test_corpus_errors_are_one_clear_line(tmp_path: Path) -> None:
         index.search("love", top_k=0)
 
 
+def test_symlinked_and_undecodable_corpus_files_are_searched(tmp_path: Path) -> None:
+    """A corpus file that is a symlink keeps its own name (not its target's, outside the folder), and a
+    file with a byte that is not UTF-8 is read with U+FFFD in its place rather than stopping."""
+    elsewhere = _write(tmp_path / "archive-v3.txt", "the king is here\n\nthe queen too\n")
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "current.txt").symlink_to(elsewhere)
+    (folder / "bad.txt").write_bytes(b"caf\xe9 society\n")
+    passages, _ = read_passages(folder)
+    assert {p.source for p in passages} == {"current.txt", "bad.txt"}
+    assert any("\ufffd" in p.text for p in passages if p.source == "bad.txt")
+    single, _ = read_passages(folder / "current.txt")
+    assert {p.source for p in single} == {"current.txt"}
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
@@ -330,6 +345,9 @@ def test_search_and_rank_commands(tmp_path: Path, capsys: pytest.CaptureFixture)
         ("search", ["corpus=MISSING", "query=love"], "nope.txt does not exist"),
         ("search", ["corpus=EMPTY", "query=love"], "has no passages"),
         ("search", ["corpus=CORPUS", "query=love", "split=page"], "split='page'"),
+        ("search", ["corpus=CORPUS", "query=love", "top_k=null"], "top_k=None must be an integer"),
+        ("search", ["corpus=CORPUS", "query=love", "max_chars=0"], "max_chars=0 must be"),
+        ("search", ["corpus=CORPUS", "query=love", "device=gpu"], "device=gpu is not a device"),
         ("rank", ["candidates=not a list"], "is not a list of strings"),
         ("rank", ["candidates=[]"], "empty list"),
         ("rank", ["candidates=[a]", "sort_by=best"], "sort_by='best'"),

@@ -41,6 +41,13 @@ CASES = [
         "model.tie_weights=true needs model.embedding_dim == model.hidden_dim (got 16 and 32)",
     ),
     (["model=foo"], "Could not find 'model/foo'; available options: gru, lstm"),
+    # a top-level key without `+`: Hydra refuses it, and the message still names the closest key
+    (["lr=0.1"], "lr=0.1 is not a known key of the top level"),
+    (["sed=3"], "sed=3 is not a known key of the top level; did you mean seed?"),
+    # top-level values are typed like the others: 'no' is not false
+    (["test=no"], "test='no' has the wrong type: expected a boolean"),
+    (["compile=off"], "compile='off' has the wrong type: expected a boolean"),
+    (["optimized_metric=test/ppl"], "optimized_metric='test/ppl' must be val/best_ppl"),
     (["data=text_files"], "data.path is required"),
 ]
 

@@ -327,6 +327,35 @@ def test_subprocess_ddp_inside_multirun_is_refused(corpus_dir: Path, tmp_path: P
         assert not (job / "checkpoints").exists()
 
 
+@pytest.mark.parametrize(
+    ("trainer", "refused"),
+    [
+        ({"accelerator": "cpu", "devices": 2}, True),  # Lightning chooses subprocess DDP itself
+        ({"accelerator": "cpu", "devices": 1, "num_nodes": 2}, True),
+        ({"accelerator": "cpu", "devices": 1, "strategy": "fsdp"}, True),
+        ({"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn"}, False),
+        ({"accelerator": "cpu", "devices": 1}, False),
+    ],
+)
+def test_multirun_refuses_every_kind_of_subprocess_ranks(
+    trainer: dict, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only trainer.strategy=ddp: Lightning's `auto` strategy starts DDP subprocesses for more than
+    one device or node, and they would re-run the whole sweep as well."""
+    from omegaconf import OmegaConf
+
+    from rnnlm.errors import UserError
+    from rnnlm.training import run
+
+    monkeypatch.setattr(run, "_is_multirun", lambda: True)
+    cfg = OmegaConf.create({"trainer": trainer})
+    if refused:
+        with pytest.raises(UserError, match="would make every rank re-run the whole sweep"):
+            run.check_launch(cfg)
+    else:
+        run.check_launch(cfg)
+
+
 @pytest.mark.slow
 def test_sweep_of_20_jobs_completes_without_leaks(corpus_dir: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep20"

@@ -213,6 +213,18 @@ def test_time_budget_resumes_with_its_plan() -> None:
     assert (after._val_seconds, after._validations) == (12.5, 4)
 
 
+def test_a_run_without_validation_reports_no_perplexity(corpus_dir: Path, tmp_path: Path) -> None:
+    """No validation ran: the best validation perplexity is missing (NaN, which a sweeper records as a
+    failed trial), not exp(inf) capped to 1e304 and reported as a result."""
+    import json
+
+    out = tmp_path / "run"
+    ppl = train_in_process([*tiny_overrides(corpus_dir), "trainer.limit_val_batches=0"], out)
+    assert math.isnan(ppl)
+    result = json.loads((out / "result.json").read_text())
+    assert result["best_val_ppl"] is None or math.isnan(result["best_val_ppl"])
+
+
 def test_train_with_tensorboard_and_csv_loggers(corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     ppl = train_in_process([*tiny_overrides(corpus_dir), "logger=many", "test=false"], out)

@@ -80,6 +80,17 @@ def test_eval_splits_typo_is_one_clear_error(splits: list, named: str) -> None:
         evaluate(cfg)
 
 
+@pytest.mark.parametrize(
+    ("name", "named"), [("gpu", "device=gpu is not a device"), ("cuda:7", "device=cuda:7")]
+)
+def test_impossible_device_is_one_clear_error(name: str, named: str) -> None:
+    from rnnlm.errors import UserError
+    from rnnlm.evaluate import resolve_device
+
+    with pytest.raises(UserError, match=re.escape(named)):
+        resolve_device(name)
+
+
 def test_eval_on_another_corpus_counts_unknown_words(trained: dict, tmp_path: Path) -> None:
     other = write_corpus(tmp_path / "other", words=[*WORDS, "zebra", "quokka"], seed=3)
     out = _run(

@@ -15,8 +15,10 @@ import importlib
 import inspect
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -115,6 +117,10 @@ RULES: dict[str, Rule] = {
         "must be >= 1 (or -1 for no limit)",
     ),
     "trainer.gradient_clip_val": (_optional(_at_least(0)), "must be >= 0 or null"),
+    "optimized_metric": (
+        lambda v: v == "val/best_ppl",
+        "must be val/best_ppl: train() returns the best validation perplexity, which sweeps minimise",
+    ),
     "seed": (
         lambda v: v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "must be an integer >= 0 (or null where a run may leave it unset)",
@@ -291,8 +297,9 @@ def check_data_files(cfg: DictConfig) -> None:
                 raise CorpusError(f"the {split} split ({file}) is empty: every split needs text")
 
 
-def _defaults_overrides(overrides: list[str]) -> list[str]:
-    """The overrides that choose group options or set top-level values: the user's 'schema'."""
+def _defaults_overrides(overrides: list[str], conf_dir: str) -> list[str]:
+    """The overrides that choose group options (`model=lstm`, `hydra/launcher=...`): the user's
+    'schema'. Top-level values (`test=no`, `seed=x`) are left out, so they are checked like the others."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     keep = []
@@ -300,7 +307,8 @@ def _defaults_overrides(overrides: list[str]) -> list[str]:
         key = o.key_or_group
         if o.is_add() or o.is_delete():
             continue
-        if "." not in key or key.startswith("hydra.") or "/" in key:
+        group = "." not in key and (Path(conf_dir) / key).is_dir()
+        if group or key.startswith("hydra.") or "/" in key:
             keep.append(o.input_line)
     return keep
 
@@ -313,7 +321,11 @@ def _composition_error(
     first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
     if first.startswith("Could not override '"):
         key = first.split("'")[1]
-        base = _compose(config_name, conf_dir, _defaults_overrides(overrides))
+        others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+        try:
+            base = _compose(config_name, conf_dir, _defaults_overrides(others, conf_dir))
+        except (HydraException, OmegaConfBaseException):  # something else wrong too: Hydra's words
+            return UserError(f"config: {' '.join(text.split())}")
         try:
             _check_added_key(key, "?", OmegaConf.to_container(base, resolve=False))
         except UserError as typo:
@@ -343,11 +355,9 @@ def _compose(config_name: str, conf_dir: str, overrides: list[str]) -> DictConfi
 
 def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) -> None:
     """Compose `config_name` with and without the user's key overrides and check the difference."""
-    from hydra.errors import HydraException
-
     try:
         cfg = _compose(config_name, conf_dir, overrides)
-        defaults = _compose(config_name, conf_dir, _defaults_overrides(overrides))
+        defaults = _compose(config_name, conf_dir, _defaults_overrides(overrides, conf_dir))
     except (HydraException, OmegaConfBaseException) as err:
         raise _composition_error(err, config_name, conf_dir, overrides) from None
     check(cfg, defaults)

@@ -35,9 +35,21 @@ log = logging.getLogger(__name__)
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={name} but no CUDA GPU is available: use device=cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(
+            f"device={name} is not a device: use device=auto, cpu or cuda[:N]"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device={name} but no CUDA GPU is available: use device=cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"device={name} but this machine has {torch.cuda.device_count()} GPU(s): use "
+                f"device=cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+            )
+    return device
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -88,14 +88,16 @@ def corpus_files(corpus: str | Path) -> tuple[Path, list[Path]]:
         raise UserError(
             f"corpus={corpus} does not exist: pass a text file or a folder of .txt files"
         )
+    # absolute(), not resolve(): a symlinked file keeps its name under the root it was found in
+    path = path.absolute()
     if path.is_file():
-        return path.parent.resolve(), [path.resolve()]
-    files = sorted(p.resolve() for p in path.rglob("*.txt") if p.is_file())
+        return path.parent, [path]
+    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
     if not files:
         raise UserError(
             f"corpus={corpus} is a folder without .txt files: pass a text file or a folder of them"
         )
-    return path.resolve(), files
+    return path, files
 
 
 def read_passages(
@@ -111,7 +113,9 @@ def read_passages(
         h.update(f"{name}\0{len(data)}\0".encode())
         h.update(data)
         passages.extend(
-            Passage(p, name, n) for n, p in split_passages(_read_text(f), split, min_chars)
+            # an undecodable byte shows as U+FFFD in its passage rather than stopping the search
+            Passage(p, name, n)
+            for n, p in split_passages(_read_text(f, "replace"), split, min_chars)
         )
     if not passages:
         raise UserError(
@@ -246,6 +250,10 @@ def search(cfg: DictConfig) -> list[Hit]:
 
     if cfg.query is None or not str(cfg.query).strip():
         raise UserError('query is empty: pass query="some words"')
+    for key, low in (("top_k", 1), ("max_chars", 1), ("min_chars", 0)):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise UserError(f"{key}={value} must be an integer >= {low}")
     lm = LanguageModel.load(cfg.ckpt_path, device=resolve_device(cfg.device))
     t0 = time.perf_counter()
     index = SearchIndex.build(

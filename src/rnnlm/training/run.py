@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlm.cli import CONF_DIR, user_message
 from rnnlm.config_check import validate_overrides
@@ -74,17 +74,33 @@ def check_launch(cfg: DictConfig) -> None:
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
     strategy = str(cfg.trainer.get("strategy", "auto"))
-    if (
-        _is_multirun()
-        and strategy.startswith("ddp")
-        and "spawn" not in strategy
-        and not SLURMEnvironment.detect()
-    ):
+    what = f"trainer.strategy={strategy}"
+    if strategy == "auto":  # Lightning picks subprocess DDP for more than one device or node
+        devices = _device_count(cfg.trainer.get("devices", "auto"), cfg.trainer.get("accelerator"))
+        nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+        if devices > 1 or nodes > 1:
+            strategy = "ddp"
+            what = f"trainer.devices={cfg.trainer.get('devices')} (Lightning then starts DDP processes)"
+    subprocess_ranks = strategy.startswith(("ddp", "fsdp", "deepspeed")) and "spawn" not in strategy
+    if _is_multirun() and subprocess_ranks and not SLURMEnvironment.detect():
         raise UserError(
-            f"trainer.strategy={strategy} inside a multirun (-m) would make every rank re-run the whole "
+            f"{what} inside a multirun (-m) would make every rank re-run the whole "
             "sweep: run multi-process jobs one at a time without -m, or use trainer.strategy=ddp_spawn, "
             "or hydra/launcher=slurm so SLURM starts the ranks"
         )
+
+
+def _device_count(devices: Any, accelerator: Any) -> int:
+    """How many devices `trainer.devices` asks for ('auto' and -1: every GPU, if GPUs are used)."""
+    if isinstance(devices, list | ListConfig):
+        return len(devices)
+    if str(devices).lstrip("-").isdigit() and int(devices) >= 0:
+        return int(devices)
+    if str(accelerator) == "cpu":
+        return 1
+    import torch
+
+    return max(torch.cuda.device_count(), 1)
 
 
 def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
@@ -212,7 +228,15 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - t0
 
-    best_val_ppl = perplexity(module.best_val_loss)
+    # With trainer.strategy=ddp_spawn this process's module got only the weights back from the ranks;
+    # what validation logged comes back with the trainer's metrics.
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    best_val_loss = module.best_val_loss
+    if not math.isfinite(best_val_loss):
+        best_val_loss = math.log(logged.get("val/best_ppl", math.inf))
+    # No validation ran (limit_val_batches=0, val_check_interval past the end): no figure, not exp(inf).
+    best_val_ppl = perplexity(best_val_loss) if math.isfinite(best_val_loss) else math.nan
+    tokens_seen = max(module.tokens_seen, int(logged.get("train/tokens_seen", 0)))
     test_ppl = math.nan
     finished = trainer.state.status.value == "finished" and not trainer.interrupted
     if cfg.get("test", True) and finished:
@@ -224,7 +248,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         status="finished" if finished else "interrupted",
         best_val_ppl=best_val_ppl,
         test_ppl=test_ppl,
-        tokens_seen=module.tokens_seen,
+        tokens_seen=tokens_seen,
         tokens_per_sec=module.tokens_trained_here / train_time if train_time > 0 else math.nan,
         **_steady_throughput(trainer),
         epochs=trainer.current_epoch,
