@@ -437,6 +437,8 @@ def test_bm25_and_topk_accuracy() -> None:
     s = np.array([[3.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.0, 5.0, 5.0]])
     assert topk_accuracy(s, [0, 0, 1], 1) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert topk_accuracy(s, [2, 1, 0], 2) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    # an answer a diverged model scores NaN is a miss, not a hit
+    assert topk_accuracy(np.array([[np.nan, 1.0, 2.0]]), [0], 1) == 0.0
     assert Counter(word_counts("a a b c, d's o'er x1")) == Counter(
         {"a": 2, "b": 1, "d's": 1, "o'er": 1}
     )

@@ -202,7 +202,10 @@ def topk_accuracy(scores: np.ndarray, answers: Sequence[int], k: int) -> float:
     it, a random order of the ties puts the answer in the top k with probability
     clip((k - g) / (e + 1), 0, 1); so a method that scores every candidate alike gets chance level.
     """
+    # A NaN score (a diverged model) ranks last: NaN compares unequal even to itself, which would
+    # otherwise count an answer scored NaN as a sure hit.
     scores = np.asarray(scores, dtype=np.float64)
+    scores = np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
     ans = np.asarray(answers)
     s_ans = scores[np.arange(len(ans)), ans][:, None]
     greater = (scores > s_ans).sum(1)
