@@ -145,9 +145,8 @@ class LanguageModel:
         """The prompt followed by up to `max_new_tokens` sampled tokens; `on_text` gets each new piece."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 0")
-        check_sampling(
-            temperature, top_k, top_p
-        )  # before the prompt is read, not at the first token
+        # checked before the prompt is read, not at the first token
+        check_sampling(temperature, top_k, top_p)
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)

@@ -30,7 +30,8 @@ class StartAt(Sampler[int]):
 
     Resuming mid-epoch E with variable-length windows, Lightning builds (and starts iterating) the
     training loader once before the loop state is restored, over epoch 0's windows, then again for
-    epoch E: `take_start` skips the windows done only in the pass over epoch E's windows. `len` stays n so Lightning's batch counters, restored from the checkpoint, end the epoch where the
+    epoch E: `take_start` skips the windows done only in the pass over epoch E's windows. `len` stays
+    n so Lightning's batch counters, restored from the checkpoint, end the epoch where the
     uninterrupted run would have.
     """
 

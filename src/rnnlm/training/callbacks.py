@@ -168,9 +168,8 @@ class TimeBudget(L.Callback):
                 "callbacks.time_budget.enabled=true needs a budget: set trainer.max_time (e.g. "
                 "trainer.max_time=00:00:15:00) or callbacks.time_budget.enabled=false"
             )
-        if (
-            self.total is not None
-        ):  # resumed: the plan so far (a whole-run cosine's T_max follows it)
+        if self.total is not None:
+            # resumed: go on with the plan so far (a whole-run cosine's T_max follows it)
             trainer.fit_loop.epoch_loop.max_steps = self.total
             return
         total = trainer.estimated_stepping_batches

@@ -397,6 +397,7 @@ class LMModule(L.LightningModule):
         windows_done, hidden = self.windows_done, self.hidden["train"]
         if self._trainer is None or windows_done >= self.trainer.num_training_batches:
             windows_done, hidden = 0, None  # the epoch is complete: the next one starts afresh
+        on_gpu = self.device.type == "cuda"
         checkpoint["rnnlm"] = {
             "format": FORMAT,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
@@ -408,9 +409,7 @@ class LMModule(L.LightningModule):
             "train_hidden": hidden,
             "rng": torch.get_rng_state(),
             # dropout masks on a GPU come from its own generator
-            "cuda_rng": torch.cuda.get_rng_state(self.device)
-            if self.device.type == "cuda"
-            else None,
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if on_gpu else None,
         }
         opt = self._averager()
         if opt is not None:

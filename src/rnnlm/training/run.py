@@ -94,8 +94,11 @@ def _device_count(devices: Any, accelerator: Any) -> int:
     """How many devices `trainer.devices` asks for ('auto' and -1: every GPU, if GPUs are used)."""
     if isinstance(devices, list | ListConfig):
         return len(devices)
-    if str(devices).lstrip("-").isdigit() and int(devices) >= 0:
-        return int(devices)
+    try:
+        if int(devices) >= 0:
+            return int(devices)
+    except (TypeError, ValueError):  # "auto", None, or GPU ids as "0,1"
+        pass
     if str(accelerator) == "cpu":
         return 1
     import torch
@@ -230,10 +233,10 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
 
     # With trainer.strategy=ddp_spawn this process's module got only the weights back from the ranks;
     # what validation logged comes back with the trainer's metrics.
-    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    logged = trainer.callback_metrics
     best_val_loss = module.best_val_loss
     if not math.isfinite(best_val_loss):
-        best_val_loss = math.log(logged.get("val/best_ppl", math.inf))
+        best_val_loss = math.log(float(logged.get("val/best_ppl", math.inf)))
     # No validation ran (limit_val_batches=0, val_check_interval past the end): no figure, not exp(inf).
     best_val_ppl = perplexity(best_val_loss) if math.isfinite(best_val_loss) else math.nan
     tokens_seen = max(module.tokens_seen, int(logged.get("train/tokens_seen", 0)))
