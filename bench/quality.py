@@ -191,8 +191,11 @@ def validation_tokens(case: Case) -> int:
     return len(text.split()) + text.count("\n") if case.level == "word" else len(text)
 
 
-def measure(case: Case, work: Path, probe_steps: int, limit_val: bool) -> list[dict]:
-    """Throughput probe, then the budgeted run; returns its row of the table (two with an adaptation)."""
+def measure(
+    case: Case, work: Path, probe_steps: int, limit_val: bool, adapt: bool = True
+) -> list[dict]:
+    """Throughput probe, then the budgeted run; returns its row of the table (two with an adaptation,
+    unless `adapt` is false)."""
     val_cap = ["+trainer.limit_val_batches=2"] if limit_val else []
     budget_s = case.minutes * 60
     n_val = case.validations
@@ -261,7 +264,7 @@ def measure(case: Case, work: Path, probe_steps: int, limit_val: bool) -> list[d
         "val_loss": math.log(ppl) if ppl else None,
         "measured": time.strftime("%Y-%m-%d %H:%M"),
     }
-    if not case.adapt:
+    if not case.adapt or not adapt:
         return [row]
     a = score_adapted(run_dir, (QUICK_ADAPTATIONS if limit_val else ADAPTATIONS)[case.adapt])
     settings = ", ".join(
@@ -351,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         "for trying a variant: combine with --only)",
     )
     ap.add_argument(
+        "--no-adaptation",
+        action="store_true",
+        help="skip the test-time adaptation rows (they take 1-10 minutes of scoring after training)",
+    )
+    ap.add_argument(
         "--keep",
         type=Path,
         default=None,
@@ -392,10 +400,15 @@ def main(argv: list[str] | None = None) -> int:
             if only is not None and case.key not in only:
                 continue
             case.overrides += extra
-            if case.key != "classic":
+            if case.key != "classic" and args.set:
                 case.overrides += args.set
+                case.name += f" with {' '.join(args.set)}"  # a variant: its row says so
             for row in measure(
-                case, work, probe_steps=0 if args.quick else PROBE_STEPS, limit_val=args.quick
+                case,
+                work,
+                probe_steps=0 if args.quick else PROBE_STEPS,
+                limit_val=args.quick,
+                adapt=not args.no_adaptation,
             ):
                 rows.append(row)
                 print(

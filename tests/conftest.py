@@ -114,8 +114,9 @@ def run_train_script(
     )
 
 
-def start_train_script(args: list[str]) -> subprocess.Popen[str]:
-    """Like run_train_script, but started in the background (call `.communicate()`)."""
+def start_train_script(args: list[str], new_session: bool = False) -> subprocess.Popen[str]:
+    """Like run_train_script, but started in the background (call `.communicate()`). `new_session`:
+    in a process group of its own, so that `os.killpg(proc.pid, ...)` reaches its DDP ranks too."""
     return subprocess.Popen(
         [sys.executable, TRAIN_SCRIPT, *args],
         cwd=REPO_ROOT,
@@ -123,6 +124,7 @@ def start_train_script(args: list[str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=dict(os.environ),
+        start_new_session=new_session,
     )
 
 

@@ -429,6 +429,24 @@ def test_cloze_task_is_deterministic_and_frequency_matched() -> None:
     assert accuracy < 0.5  # frequency alone does not find the answer
 
 
+def test_cloze_band_filled_by_the_answers_spellings_still_gives_distinct_distractors() -> None:
+    # Equal counts: "the", "The" and "THE" can sit side by side in a small band. Before, a band of
+    # window=5 around "the" could hold only 2 other words, and drawing 4 of them raised a ValueError.
+    counts = Counter(
+        {"the": 9, "The": 9, "THE": 9, "cat": 5, "mat": 5, "sat": 4, "dog": 3, "ran": 2}
+    )
+    heldout = "\n".join(["and so we all went to see the"] * 30)
+    for seed in range(20):
+        (item,) = build_cloze_task(heldout, counts, num_items=1, seed=seed, window=5)
+        others = [w for i, w in enumerate(item.candidates) if i != item.answer]
+        assert item.candidates[item.answer] == "the"
+        assert len(set(others)) == 4 and not {w.lower() for w in others} & {"the"}
+    with pytest.raises(UserError, match="num_distractors < window"):
+        build_cloze_task(heldout, counts, window=4, num_distractors=4)
+    with pytest.raises(UserError, match="only 3 other words"):
+        build_cloze_task(heldout, Counter({"the": 3, "The": 3, "a": 2, "b": 2, "c": 2}), window=5)
+
+
 def test_bm25_and_topk_accuracy() -> None:
     docs = ["the king speaks of war", "a song of love", "war war war", "nothing here"]
     bm25 = BM25(docs)

@@ -130,11 +130,45 @@ def test_tie_weights_with_unequal_sizes_names_both_keys() -> None:
         ({"embedding_dim": 0}, "model.embedding_dim"),
         ({"num_layers": 0}, "model.num_layers"),
         ({"dropout": 1.0}, "model.dropout"),
+        ({"cell": "gru", "forget_bias": 1.0}, "model.forget_bias"),
     ],
 )
 def test_bad_arguments_name_the_key(kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key):
         RNNLM(V, **kwargs)
+
+
+@pytest.mark.parametrize("last_hidden_dim", [None, 12])
+def test_forget_bias_opens_the_forget_gate_and_null_is_the_default_init(
+    last_hidden_dim: int | None,
+) -> None:
+    def build(forget_bias: float | None) -> RNNLM:
+        torch.manual_seed(0)
+        return RNNLM(
+            V,
+            cell="lstm",
+            embedding_dim=8,
+            hidden_dim=16,
+            num_layers=2,
+            last_hidden_dim=last_hidden_dim,
+            forget_bias=forget_bias,
+        )
+
+    plain, opened = build(None), build(1.0)
+    x = torch.randint(0, V, (2, 5))
+    plain_state, opened_state = plain.state_dict(), opened.state_dict()
+    biases = [k for k in plain_state if ".bias_" in k]
+    assert len(biases) == 4  # bias_ih and bias_hh of both layers, one module or two
+    for key, value in plain_state.items():
+        if key not in biases:
+            assert torch.equal(value, opened_state[key]), key
+            continue
+        h = value.numel() // 4  # gates i, f, g, o
+        gate = opened_state[key][h : 2 * h]
+        assert torch.all(gate == (1.0 if ".bias_ih" in key else 0.0)), key
+        others = torch.cat([opened_state[key][:h], opened_state[key][2 * h :]])
+        assert torch.equal(others, torch.cat([value[:h], value[2 * h :]])), key
+    assert not torch.equal(opened(x)[0], plain(x)[0])
 
 
 def test_dropout_is_active_in_train_mode_only() -> None:

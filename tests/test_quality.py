@@ -801,3 +801,35 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
         and "char level, training alone:" in text
     )
     assert "+ continuous cache (window" in text and "+ dynamic evaluation (lr" in text
+
+
+def test_bench_quality_variant_rows_name_their_overrides(corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "quality.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "bench/quality.py",
+            "--quick",
+            "--only",
+            "rnnlm-char",
+            "--set",
+            "model.dropout=0.3",
+            "--no-adaptation",
+            "--char-data",
+            str(corpus_dir),
+            "--word-data",
+            str(corpus_dir),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    # the variant's row says what it changed; --no-adaptation leaves out the dynamic-evaluation row
+    assert "| rnnlm (experiment=tinyshakespeare_char) with model.dropout=0.3 | char |" in text
+    assert "+ dynamic evaluation (lr" not in text

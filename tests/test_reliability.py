@@ -14,7 +14,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO_ROOT, run_train_script, start_train_script, write_corpus
+from conftest import CONF_DIR, REPO_ROOT, run_train_script, start_train_script, write_corpus
 from rnnlm.checkpoint import CheckpointError, load_checkpoint
 
 # Small, but with dropout (so the RNG matters) and enough windows per epoch to be killed mid-epoch.
@@ -55,6 +55,8 @@ def resume_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # (slow: ~35 s; the default suite checks the same ordering with
         # test_resumed_epoch_starts_at_the_window_reached_in_the_loader_iterated)
         pytest.param(["data.variable_bptt=true"], id="variable_bptt", marks=pytest.mark.slow),
+        # Two gloo ranks, each with its own shard, carried state and dropout masks (slow: ~60 s).
+        pytest.param(["trainer=ddp_cpu"], id="ddp", marks=pytest.mark.slow),
     ],
 )
 def test_sigkill_mid_epoch_then_resume_matches_straight_run(
@@ -62,11 +64,12 @@ def test_sigkill_mid_epoch_then_resume_matches_straight_run(
 ) -> None:
     args = [*RESUME_ARGS, *extra, f"data.path={resume_corpus}"]
     straight = tmp_path / "straight"
-    done = run_train_script([*args, f"hydra.run.dir={straight}"])
+    done = run_train_script([*args, f"hydra.run.dir={straight}"], timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = start_train_script([*args, f"hydra.run.dir={killed}"])
+    ddp = "trainer=ddp_cpu" in extra
+    proc = start_train_script([*args, f"hydra.run.dir={killed}"], new_session=ddp)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 180
     step = 0
@@ -81,7 +84,10 @@ def test_sigkill_mid_epoch_then_resume_matches_straight_run(
             step = ckpt["global_step"]
             # Epoch 2 has started and is not over: a true mid-epoch kill.
             if ckpt["epoch"] == 1 and ckpt["rnnlm"]["windows_done"] > 0:
-                os.kill(proc.pid, signal.SIGKILL)
+                if ddp:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its rank-1 process
+                else:
+                    os.kill(proc.pid, signal.SIGKILL)
                 break
         time.sleep(0.02)
     proc.communicate()
@@ -93,7 +99,9 @@ def test_sigkill_mid_epoch_then_resume_matches_straight_run(
     )  # a stray temp file is harmless
     assert load_checkpoint(last)["rnnlm"]["windows_done"] > 0
 
-    resumed = run_train_script([f"resume={killed}"])
+    if ddp:  # every rank's carried state and RNG, so that each resumes exactly where it was
+        assert len(load_checkpoint(last)["rnnlm"]["ranks"]) == 2
+    resumed = run_train_script([f"resume={killed}"], timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     want = _scalars(straight, "val/loss")
@@ -284,6 +292,24 @@ def test_atomic_checkpoint_io_never_truncates(
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own() -> None:
+    # Two jobs launched together (`for s in 1 2; do python src/train.py seed=$s & done`) compose their
+    # config within microseconds of each other; with a per-second timestamp they shared one folder and
+    # wrote over each other's config and checkpoints.
+    from hydra import compose, initialize_config_dir
+
+    def folders() -> tuple[str, str]:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            hydra = compose("train", return_hydra_config=True).hydra
+            return str(hydra.run.dir), str(hydra.sweep.dir)
+
+    first, second = folders(), folders()
+    for a, b in zip(first, second, strict=True):
+        assert a != b
+        assert sorted([b, a]) == [a, b]  # names sort in start order: resume=latest, RUN=latest
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}", Path(a).name), a
 
 
 def test_no_shell_true_or_eval_in_source() -> None:

@@ -8,6 +8,7 @@ are few: one multirun, one DDP run and the error cases (run two at a time).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
@@ -378,6 +379,33 @@ def test_ddp_cpu_ranks_read_different_contiguous_shards(corpus_dir: Path, tmp_pa
         assert n > 0
         assert (lo0, hi0, lo1, hi1) == (0, n, n, 2 * n), (split, rank0, rank1)
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    # every rank's carried state and RNG, for an exact resume (test_reliability's ddp case)
+    assert len(_load(run_dir / "checkpoints" / "last.ckpt")["rnnlm"]["ranks"]) == 2
+
+
+@pytest.mark.slow  # ~25 s: two spawned ranks
+def test_ddp_spawn_reports_the_ranks_totals(corpus_dir: Path, tmp_path: Path) -> None:
+    # ddp_spawn trains in child processes and hands the launching one only the weights and the logged
+    # metrics: result.json used to say steps 0 and epochs 0.
+    run_dir = tmp_path / "spawn"
+    proc = run_train_script(
+        [
+            "trainer=ddp_cpu",
+            "trainer.strategy=ddp_spawn",
+            *tiny_overrides(corpus_dir),
+            "trainer.max_epochs=2",
+            "callbacks.text_sample.max_new_tokens=5",
+            f"hydra.run.dir={run_dir}",
+        ],
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    ckpt = _load(run_dir / "checkpoints" / "last.ckpt")
+    assert result["steps"] == ckpt["global_step"] == 2 * 5  # 2 epochs of limit_train_batches=5
+    assert result["epochs"] == 2
+    assert result["tokens_seen"] == ckpt["rnnlm"]["tokens_seen"] > 0
+    assert result["tokens_per_sec"] > 0
 
 
 # ==================================================================================================

@@ -73,6 +73,10 @@ RULES: dict[str, Rule] = {
     "model.ar_alpha": (_at_least(0), "must be >= 0"),
     "model.tar_beta": (_at_least(0), "must be >= 0"),
     "model.init_range": (_optional(_positive), "must be > 0 or null"),
+    "model.forget_bias": (
+        _optional(lambda v: _num(v) and math.isfinite(v)),
+        "must be a finite number or null",
+    ),
     "model.adaptive_div_value": (_optional(_positive), "must be > 0 or null"),
     "model.last_hidden_dim": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
     "model.num_heads": (_at_least(1), "must be an integer >= 1"),

@@ -117,6 +117,11 @@ def build_cloze_task(
     answer sits at a uniformly random place in its band, picking the most frequent candidate
     (`unigram_choice`) is right about as often as chance.
     """
+    if num_distractors < 1 or window <= num_distractors:
+        raise UserError(
+            f"cloze window={window}, num_distractors={num_distractors}: need 1 <= num_distractors < "
+            "window (the band of ranks holds the answer and its distractors)"
+        )
     rng = np.random.default_rng(seed)
     # Sorted by count; words of equal count in a random (seeded) order, not alphabetically, so
     # that a band of rare words is not a run of words with the same first letters.
@@ -148,6 +153,15 @@ def build_cloze_task(
         r = rank_of[answer]
         lo = min(max(r - int(rng.integers(window)), 0), len(vocab) - window)
         band = [w for w in vocab[lo : lo + window] if w.lower() != answer.lower()]
+        if len(band) < num_distractors:
+            # The answer's other spellings ("The", "THE") filled the band: the nearest ranks instead.
+            others = [w for w in vocab if w.lower() != answer.lower()]
+            if len(others) < num_distractors:
+                raise UserError(
+                    f"cloze: {answer!r} has only {len(others)} other words in the vocabulary, fewer "
+                    f"than num_distractors={num_distractors}"
+                )
+            band = sorted(others, key=lambda w: abs(rank_of[w] - r))[:window]
         chosen = rng.choice(len(band), size=num_distractors, replace=False)
         words = [band[j] for j in chosen.tolist()]
         pos = int(rng.integers(num_distractors + 1))

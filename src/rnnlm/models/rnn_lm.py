@@ -86,6 +86,7 @@ class RNNLM(nn.Module):
         tar_beta: float = 0.0,
         init_range: float | None = None,
         last_hidden_dim: int | None = None,
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -115,6 +116,11 @@ class RNNLM(nn.Module):
                 raise ValueError(f"model.{name}={value} must be >= 0")
         if init_range is not None and init_range <= 0:
             raise ValueError(f"model.init_range={init_range} must be > 0 (or null)")
+        if forget_bias is not None and cell != "lstm":
+            raise ValueError(
+                f"model.forget_bias={forget_bias} applies to LSTM cells only (got model.cell={cell!r}): "
+                "set model.forget_bias=null or use model=lstm"
+            )
         out_dim = last_hidden_dim or hidden_dim  # what the decoder reads
         if tie_weights and embedding_dim != out_dim:
             which = "model.last_hidden_dim" if last_hidden_dim else "model.hidden_dim"
@@ -208,6 +214,7 @@ class RNNLM(nn.Module):
                 # One tensor, two uses (Press & Wolf 2017; Inan et al. 2017).
                 self.decoder.weight = self.embedding.weight
         self.init_range = init_range
+        self.forget_bias = forget_bias
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -219,6 +226,16 @@ class RNNLM(nn.Module):
         if self.init_range is not None:  # Zaremba et al. 2014: every weight uniform in [-r, r]
             for p in self.parameters():
                 nn.init.uniform_(p, -self.init_range, self.init_range)
+        if self.forget_bias is not None:
+            # Gers et al. 2000, Jozefowicz et al. 2015: an open forget gate at the start, so the cell
+            # keeps its state (and its gradient) from the first update on. PyTorch's LSTM gates are
+            # stacked i, f, g, o in each (4H,) bias; the gate sees bias_ih + bias_hh.
+            for rnn in self.rnns if self.split_layers else [self.rnn]:
+                for name, p in rnn.named_parameters():
+                    if name.startswith("bias_"):
+                        h = rnn.hidden_size
+                        with torch.no_grad():
+                            p[h : 2 * h] = self.forget_bias if name.startswith("bias_ih") else 0.0
 
     def init_hidden(self, batch_size: int) -> Hidden:
         weight = self.embedding.weight

@@ -168,22 +168,45 @@ class LMModule(L.LightningModule):
             # Continuing mid-epoch from a checkpoint: the carried state of the stream, and dropout
             # masks exactly where the interrupted run stopped. (The data loaders draw their seeds from
             # their own generators, so nothing else consumes the global RNG in between.)
-            # The checkpoint holds rank 0's state, loaded onto the CPU: move it to this device. Under
-            # DDP every other rank reads its own shard, whose carried state the checkpoint does not
-            # hold: those ranks restart their columns from a zero state, as at an epoch start.
-            hidden = self._resume["hidden"] if self.global_rank == 0 else None
-            self.hidden["train"] = move_data_to_device(hidden, self.device)
-            self.windows_done = self._resume["windows_done"]
-            if self._resume["rng"] is not None:
-                torch.set_rng_state(self._resume["rng"])
-            if self._resume.get("cuda_rng") is not None and self.device.type == "cuda":
-                torch.cuda.set_rng_state(self._resume["cuda_rng"], self.device)
+            # Under DDP the checkpoint holds every rank's state ("ranks"). Resumed on another number of
+            # ranks (or from a checkpoint without them), rank 0 takes the saved state and the other
+            # ranks, whose shards have changed, restart their columns from a zero state as at an
+            # epoch start. Saved on the CPU: moved to this device.
+            state = self._resume
+            ranks = state.get("ranks")
+            if ranks is not None and len(ranks) == self.trainer.world_size:
+                state = {**state, **ranks[self.global_rank]}
+            elif self.global_rank > 0:
+                state = {**state, "hidden": None}
+            self.hidden["train"] = move_data_to_device(state["hidden"], self.device)
+            self.windows_done = state["windows_done"]
+            if state["rng"] is not None:
+                torch.set_rng_state(state["rng"])
+            if state.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
             self._resume = None
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if getattr(datamodule, "variable_bptt", False):
             self._lr_scale = batch[0].size(1) / datamodule.bptt
         else:
             self._lr_scale = 1.0
+
+    def run_totals(self) -> dict[str, int]:
+        """What result.json counts: optimizer steps, finished epochs, training tokens (all ranks)."""
+        return {
+            "steps": self.global_step,
+            "epochs": self.current_epoch,
+            "tokens_seen": self.tokens_seen,
+            "tokens_trained_here": self.tokens_trained_here,
+        }
+
+    def on_train_end(self) -> None:
+        # Under trainer.strategy=ddp_spawn the launching process gets rank 0's callback_metrics back,
+        # not its loop counters or this module's attributes: leave the totals there for run.py. Not
+        # logged, so they draw no curves in TensorBoard; int64, as float32 rounds counts past 2**24.
+        self.trainer.callback_metrics.update(
+            {f"run/{key}": torch.tensor(value) for key, value in self.run_totals().items()}
+        )
 
     # -- NT-ASGD: evaluate with the averaged weights once averaging has started ----------------------
     def _averager(self) -> Any:
@@ -398,6 +421,8 @@ class LMModule(L.LightningModule):
         if self._trainer is None or windows_done >= self.trainer.num_training_batches:
             windows_done, hidden = 0, None  # the epoch is complete: the next one starts afresh
         on_gpu = self.device.type == "cuda"
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state(self.device) if on_gpu else None
         checkpoint["rnnlm"] = {
             "format": FORMAT,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
@@ -407,10 +432,16 @@ class LMModule(L.LightningModule):
             # Where the training stream stands, so a mid-epoch checkpoint resumes at the exact window.
             "windows_done": windows_done,
             "train_hidden": hidden,
-            "rng": torch.get_rng_state(),
+            "rng": rng,
             # dropout masks on a GPU come from its own generator
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if on_gpu else None,
+            "cuda_rng": cuda_rng,
         }
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Under DDP each rank carries the state of its own shard and draws its own dropout masks:
+            # keep every rank's (every rank saves: Lightning dumps the checkpoint on all of them).
+            checkpoint["rnnlm"]["ranks"] = self._gather_ranks(
+                {"hidden": hidden, "rng": rng, "cuda_rng": cuda_rng}
+            )
         opt = self._averager()
         if opt is not None:
             # NT-ASGD: the checkpoint's weights are the average (what eval/generate load); the live
@@ -422,6 +453,25 @@ class LMModule(L.LightningModule):
                     live[key] = checkpoint["state_dict"][key]
                     checkpoint["state_dict"][key] = opt.averaged(p).detach().clone()
             checkpoint["rnnlm"]["live_state_dict"] = live
+
+    def _gather_ranks(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every rank's `state` (tensors, tuples of tensors or None, the same shapes on all ranks),
+        on the CPU, as a list indexed by rank."""
+        world = self.trainer.world_size
+        out: list[dict[str, Any]] = [{} for _ in range(world)]
+        for key, value in state.items():
+            if value is None:
+                for own in out:
+                    own[key] = None
+                continue
+            parts = value if isinstance(value, tuple) else (value,)
+            # (world, ...) per tensor; the collective runs on this rank's device (NCCL needs CUDA)
+            gathered = [self.all_gather(t.to(self.device)).cpu() for t in parts]
+            for rank, own in enumerate(out):
+                # a copy: a view would save every rank's rows with each rank
+                mine = tuple(g[rank].clone() for g in gathered)
+                own[key] = mine if isinstance(value, tuple) else mine[0]
+        return out
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("rnnlm", {})
@@ -441,6 +491,7 @@ class LMModule(L.LightningModule):
             "hidden": meta.get("train_hidden"),
             "rng": meta.get("rng"),
             "cuda_rng": meta.get("cuda_rng"),
+            "ranks": meta.get("ranks"),
         }
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "resume_train_at"):

@@ -232,14 +232,15 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     train_time = time.perf_counter() - t0
 
     # With trainer.strategy=ddp_spawn this process's module got only the weights back from the ranks;
-    # what validation logged comes back with the trainer's metrics.
+    # what validation logged and the run's totals (module.on_train_end) come back with the trainer's
+    # metrics. Read before testing, which starts the metrics afresh.
     logged = trainer.callback_metrics
+    totals = {k: max(v, int(logged.get(f"run/{k}", 0))) for k, v in module.run_totals().items()}
     best_val_loss = module.best_val_loss
     if not math.isfinite(best_val_loss):
         best_val_loss = math.log(float(logged.get("val/best_ppl", math.inf)))
     # No validation ran (limit_val_batches=0, val_check_interval past the end): no figure, not exp(inf).
     best_val_ppl = perplexity(best_val_loss) if math.isfinite(best_val_loss) else math.nan
-    tokens_seen = max(module.tokens_seen, int(logged.get("train/tokens_seen", 0)))
     test_ppl = math.nan
     finished = trainer.state.status.value == "finished" and not trainer.interrupted
     if cfg.get("test", True) and finished:
@@ -251,11 +252,11 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         status="finished" if finished else "interrupted",
         best_val_ppl=best_val_ppl,
         test_ppl=test_ppl,
-        tokens_seen=tokens_seen,
-        tokens_per_sec=module.tokens_trained_here / train_time if train_time > 0 else math.nan,
+        tokens_seen=totals["tokens_seen"],
+        tokens_per_sec=totals["tokens_trained_here"] / train_time if train_time > 0 else math.nan,
         **_steady_throughput(trainer),
-        epochs=trainer.current_epoch,
-        steps=trainer.global_step,
+        epochs=totals["epochs"],
+        steps=totals["steps"],
     )
     _print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
