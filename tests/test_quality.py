@@ -766,18 +766,18 @@ def test_weight_drop_under_ddp_cpu(corpus_dir: Path, tmp_path: Path) -> None:
 # ==================================================================================================
 # The quality benchmark's quick mode
 # ==================================================================================================
-def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "quality.md"
-    out.write_text("# Quality\n\nkept text\n")
+def _bench_quality_quick(corpus: Path, out: Path, *args: str) -> str:
+    """`python bench/quality.py --quick` on `corpus` for both levels; the written report."""
     proc = subprocess.run(
         [
             sys.executable,
             "bench/quality.py",
             "--quick",
+            *args,
             "--word-data",
-            str(corpus_dir),
+            str(corpus),
             "--char-data",
-            str(corpus_dir),
+            str(corpus),
             "--out",
             str(out),
         ],
@@ -788,7 +788,13 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    return out.read_text()
+
+
+def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "quality.md"
+    out.write_text("# Quality\n\nkept text\n")
+    text = _bench_quality_quick(corpus_dir, out)
     assert "kept text" in text and "bench-quality:begin" in text
     for name in (
         "experiment=pytorch_example",
@@ -804,32 +810,8 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
 
 
 def test_bench_quality_variant_rows_name_their_overrides(corpus_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "quality.md"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "bench/quality.py",
-            "--quick",
-            "--only",
-            "rnnlm-char",
-            "--set",
-            "model.dropout=0.3",
-            "--no-adaptation",
-            "--char-data",
-            str(corpus_dir),
-            "--word-data",
-            str(corpus_dir),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    args = ["--only", "rnnlm-char", "--set", "model.dropout=0.3", "--no-adaptation"]
+    text = _bench_quality_quick(corpus_dir, tmp_path / "quality.md", *args)
     # the variant's row says what it changed; --no-adaptation leaves out the dynamic-evaluation row
     assert "| rnnlm (experiment=tinyshakespeare_char) with model.dropout=0.3 | char |" in text
     assert "+ dynamic evaluation (lr" not in text
