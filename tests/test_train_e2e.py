@@ -148,11 +148,37 @@ def test_plateau_scheduler_steps_after_each_validation_even_across_epochs(
     assert state["last_epoch"] == 3  # three validations: steps 3, 6 and 9
 
 
-def test_time_budget_ends_the_schedule_with_max_time(corpus_dir: Path, tmp_path: Path) -> None:
+class _FakeClock:
+    """A monotonic clock that moves `tick` seconds at every reading: the run's 'speed' is then a
+    function of its code path alone, not of how busy the machine is."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 1000.0, tick
+
+    def monotonic(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_time_budget_ends_the_schedule_with_max_time(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """callbacks.time_budget: a run planned for far more steps than fit in trainer.max_time is
     re-planned from its own speed; the cosine ends at the step where the run stops, inside the budget,
-    and that last model is validated."""
+    and that last model is validated. Time is an injected clock read by Lightning's Timer and by
+    TimeBudget (never the wall clock: a busy machine would move the step where max_time stops)."""
     import csv
+    import time
+    import types
+
+    import lightning.pytorch.callbacks.timer as timer_module
+
+    import rnnlm.training.callbacks as callbacks_module
+
+    clock = _FakeClock(tick=0.01)
+    fake_time = types.SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter)
+    monkeypatch.setattr(timer_module, "time", fake_time)
+    monkeypatch.setattr(callbacks_module, "time", fake_time)
 
     out = tmp_path / "run"
     overrides = [*tiny_overrides(corpus_dir), "scheduler=cosine", "test=false", "logger=csv"]
@@ -412,7 +438,9 @@ def test_ddp_spawn_reports_the_ranks_totals(corpus_dir: Path, tmp_path: Path) ->
 # Every config file composes
 # ==================================================================================================
 CONF_OPTIONS = sorted(
-    (p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml") if p.parent.name != "hydra"
+    (p.parent.name, p.stem)
+    for p in CONF_DIR.glob("*/*.yaml")
+    if p.parent.name not in ("hydra", "shared")  # shared/: parts of options, not options
 )
 
 

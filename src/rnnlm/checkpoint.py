@@ -1,14 +1,19 @@
-"""Reading rnnlm checkpoints safely: `weights_only=True` always, one clear error for each failure."""
+"""Reading rnnlm checkpoints safely: `weights_only=True` always, one clear error for each failure.
+
+torch is imported inside the loader, so `check_archive` can vet a file before torch is loaded.
+"""
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rnnlm.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = 1  # bumped when the layout of checkpoint["rnnlm"] changes
 
@@ -17,8 +22,7 @@ class CheckpointError(UserError):
     """A checkpoint that cannot be used; the message names the file, the problem and the fix."""
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict, loaded with `weights_only=True` (never runs code from the file)."""
+def _existing_file(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(
@@ -28,6 +32,41 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(
             f"checkpoint {p} is a folder: pass a .ckpt file, e.g. {p}/checkpoints/last.ckpt"
         )
+    return p
+
+
+def _not_an_archive(p: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{p} is not a PyTorch checkpoint or is truncated (not the zip archive torch.save writes): "
+        "use another checkpoint (e.g. the run's checkpoints/best.ckpt), or copy it again"
+    )
+
+
+def check_archive(path: str | Path) -> None:
+    """Vet a checkpoint file without torch: the zip archive torch.save writes, every member matching
+    its CRC. A truncated file, random bytes or a half-finished copy fail here, in one line."""
+    p = _existing_file(path)
+    try:
+        with zipfile.ZipFile(p) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
+        raise _not_an_archive(p) from None
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {p} cannot be read ({err.strerror or err})") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{p} is damaged: its part {damaged} does not match its checksum: use another "
+            "checkpoint (e.g. the run's checkpoints/best.ckpt), or copy it again"
+        )
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, loaded with `weights_only=True` (never runs code from the file)."""
+    import torch
+
+    p = _existing_file(path)
+    if not zipfile.is_zipfile(p):  # before torch.load, which reads garbage as a legacy pickle
+        raise _not_an_archive(p)
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -48,6 +87,51 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{p} was not saved by rnnlm (no 'rnnlm' section): use a checkpoint written by src/train.py"
         )
     return ckpt
+
+
+def check_fits(
+    ckpt: dict[str, Any],
+    state_dict: dict[str, Any],
+    tokenizer: dict | None,
+    corpus: str | None,
+    path: str | Path,
+) -> None:
+    """A checkpoint to resume must hold this model's parameters, shape for shape, and come from the
+    text and vocabulary this corpus gives now; otherwise loading it fails deep inside torch (or trains
+    on other text without a word), after the run's files changed."""
+    saved = ckpt["state_dict"]
+    missing = [k for k in state_dict if k not in saved]
+    extra = [k for k in saved if k not in state_dict]
+    shapes = [
+        f"{k} is {tuple(saved[k].shape)} there, {tuple(v.shape)} here"
+        for k, v in state_dict.items()
+        if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    problems = (
+        shapes + [f"{k} is missing there" for k in missing] + [f"{k} is not here" for k in extra]
+    )
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's model ({problems[0]}"
+            f"{f', and {len(problems) - 1} more' if len(problems) > 1 else ''}): it was written by "
+            "another model; resume the run it belongs to, or start a new run"
+        )
+    meta = ckpt.get("rnnlm") or {}
+    changed_text = (
+        meta.get("corpus") is not None and corpus is not None and meta["corpus"] != corpus
+    )
+    changed_vocab = (
+        meta.get("tokenizer") is not None
+        and tokenizer is not None
+        and meta["tokenizer"] != tokenizer
+    )
+    if changed_text or changed_vocab:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on other text than the corpus files hold now "
+            f"({'another vocabulary' if changed_vocab else 'same vocabulary, other content'}): they "
+            "changed since the run started; put the original files back to resume, or start a new "
+            "run on the new text"
+        )
 
 
 def build_from_checkpoint(

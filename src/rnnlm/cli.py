@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnlm.errors import UserError
+from rnnlm.errors import EXIT_FAILED, EXIT_REFUSED, RunError, UserError
 
 log = logging.getLogger("rnnlm")
 T = TypeVar("T")
@@ -25,40 +25,55 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def user_message(err: BaseException) -> str | None:
-    """The one-line message for an error the user can fix, or None for a bug (which keeps its traceback)."""
+    """The one-line message for an error the user can fix (or a known failure such as a full disk), or
+    None for a bug (which keeps its traceback)."""
     if isinstance(err, InstantiationException) and isinstance(
         err.__cause__, ValueError | TypeError
     ):
         err = err.__cause__
-    if isinstance(err, UserError | ValueError | OmegaConfBaseException):
+    if isinstance(err, UserError | RunError | ValueError | OmegaConfBaseException):
         return " ".join(str(err).split())
     return None
 
 
-def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T:
-    """Run a Hydra task; bad input becomes `error: <one line>` and exit status 2.
+def exit_code(err: BaseException) -> int:
+    """The exit status for an error (rnnlm.errors): 2 for bad input, 1 for a failed run."""
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    return int(getattr(err, "exit_code", EXIT_REFUSED if user_message(err) else EXIT_FAILED))
 
-    In a multirun the job is recorded as failed and the other jobs go on. RNNLM_DEBUG=1 shows the
+
+def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
+    """Run a Hydra task; a known error becomes `error: <one line>` and its exit status (rnnlm.errors).
+
+    In a multirun the job is recorded as failed (its result.json, its log) and the sweep goes on; the
+    sweep ends with one summary of its failed jobs (rnnlm.training.sweep_end). RNNLM_DEBUG=1 shows the
     full traceback instead.
     """
     try:
         return fn(cfg)
     except Exception as err:
         msg = user_message(err)
-        if msg is None or os.environ.get("RNNLM_DEBUG"):
+        debug = bool(os.environ.get("RNNLM_DEBUG"))
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and not debug:
+            if msg is None:
+                log.exception("job failed: %r", err)
+            else:
+                log.error("job failed: %s", msg)
+            return None  # a failed trial to Optuna's sweeper (NaN would make it raise)
+        if msg is None or debug:
             raise
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            log.error("job failed: %s", msg)
-            raise UserError(msg) from None
         print(f"error: {msg}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(exit_code(err))
 
 
 def prepare_argv(config_name: str = "train") -> None:
-    """Before Hydra reads sys.argv: point a resumed run at its own folder, then validate the overrides so
-    a bad command stops at once with one line (and leaves nothing in outputs/).
+    """Before Hydra reads sys.argv: check the command and refuse a bad one in one line, so that nothing
+    is written (not even the run folder) and torch is never loaded for it.
 
-    Commands with Hydra flags (-m, --cfg, --help, ...) are validated per job instead.
+    For train: point a resumed run at its own folder and vet the resume; then validate the overrides
+    (commands with Hydra flags, -m, --cfg, ..., are validated per job instead); then claim a run folder
+    named on the command line, so a second process cannot write into it.
     """
     from rnnlm.config_check import validate_overrides
 
@@ -70,11 +85,40 @@ def prepare_argv(config_name: str = "train") -> None:
             args = sys.argv[1:] = resume_argv(args)
         if not any(a.startswith("-") for a in args):
             validate_overrides(config_name, CONF_DIR, args)
+        if config_name == "train":
+            claim_folders(args)
     except UserError as err:
         if os.environ.get("RNNLM_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(err.exit_code)
+
+
+def claim_folders(args: list[str]) -> None:
+    """Lock the run (or sweep) folder named by hydra.run.dir (hydra.sweep.dir with -m) for this process;
+    a new run refuses a folder that already holds one. DDP ranks > 0 run inside rank 0's folder."""
+    from rnnlm.training import run_folder
+    from rnnlm.training.resume import resume_target
+
+    if run_folder.launch_rank() != 0:
+        return
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    key = "hydra.sweep.dir=" if multirun else "hydra.run.dir="
+    named = [a.split("=", 1)[1] for a in args if a.startswith(key)]
+    if not named or any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
+        return  # a folder of its own (a timestamp), or --cfg / --help: nothing is run
+    folder = Path(named[-1]).expanduser()
+    if multirun:
+        jobs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        taken = sorted(p.name for p in jobs if run_folder.holds_a_run(p))
+        if taken:
+            raise UserError(
+                f"sweep folder {folder} already holds the jobs of a sweep ({', '.join(taken[:5])}): "
+                "give this sweep a folder of its own (leave out hydra.sweep.dir, or name an empty folder)"
+            )
+    elif resume_target(args) is None:
+        run_folder.refuse_if_taken(folder)
+    run_folder.lock(folder)
 
 
 def hydra_entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:

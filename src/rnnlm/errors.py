@@ -1,5 +1,54 @@
-"""User-facing errors: bad input the user can fix. Entry points print them as one line and exit 2."""
+"""Errors the user sees as one line, and the exit status of every command.
+
+Exit status (every entry point, documented in docs/reliability.md):
+    0    finished
+    1    failed: the run started and could not go on for a reason outside the input (a full disk, a
+         crash); a one-line message where the cause is known, else the traceback
+    2    refused: the command or its input needs a change (a typo, an impossible value, a missing file,
+         a run folder in use); the one-line message names the problem and the fix
+    130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (128 + the signal's number): the run can be
+         resumed, and its summary prints the command that does it
+"""
+
+from __future__ import annotations
+
+import signal
+
+EXIT_FINISHED = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+
+
+def exit_interrupted(signum: int) -> int:
+    """The shell's convention for a process stopped by a signal: 128 + its number (SIGINT: 130)."""
+    return 128 + int(signum)
 
 
 class UserError(ValueError):
-    """A problem with the user's input; the message names the problem and the fix."""
+    """A problem with the user's input; the message names the problem and the fix (exit status 2)."""
+
+    exit_code = EXIT_REFUSED
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on for a known reason outside the input, e.g. a full disk (exit status 1).
+
+    The message names the cause and what is kept, so it is shown as one line like a UserError.
+    """
+
+    exit_code = EXIT_FAILED
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped a run at a step boundary (after saving last.ckpt where it could).
+
+    A BaseException, like KeyboardInterrupt: `except Exception` in library code must not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_interrupted(self.signum)

@@ -106,6 +106,7 @@ class LMDataModule(L.LightningDataModule):
         self.windows: dict[str, Windows] = {}
         self._train_start = 0
         self._train_start_epoch: int | None = None
+        self.corpus_fingerprint: str | None = None
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self) -> Tokenizer:
@@ -127,6 +128,7 @@ class LMDataModule(L.LightningDataModule):
             }
             if self.tokenizer_kind == "bpe":
                 spec["vocab_size"] = self.vocab_size_wanted
+        self.corpus_fingerprint = corpus.fingerprint  # kept in checkpoints: a resume checks it
         key = cache_key(corpus.fingerprint, spec)
         tok, ids, meta, hit = self.cache.get_or_build(
             key, lambda folder: self._tokenize(corpus, folder)

@@ -104,6 +104,9 @@ class LMModule(L.LightningModule):
         self._swapped: list | None = None  # live weights while the NT-ASGD average is swapped in
         # A checkpoint loaded to test holds the weights to score (the average, if there was one then).
         self._weights_from_checkpoint = False
+        self.corpus_fingerprint: str | None = (
+            None  # the text trained on (set by train(), checked on resume)
+        )
 
     @property
     def num_parameters(self) -> int:
@@ -426,6 +429,7 @@ class LMModule(L.LightningModule):
         checkpoint["rnnlm"] = {
             "format": FORMAT,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
+            "corpus": self.corpus_fingerprint,
             "config": self.config,
             "best_val_loss": self.best_val_loss,
             "tokens_seen": self.tokens_seen,

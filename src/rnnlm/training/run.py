@@ -7,9 +7,11 @@ import gc
 import logging
 import math
 import re
+import signal
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +20,34 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from rnnlm.cli import CONF_DIR, user_message
+from rnnlm.checkpoint import check_fits
+from rnnlm.cli import CONF_DIR, exit_code, user_message
 from rnnlm.config_check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
-from rnnlm.errors import UserError
+from rnnlm.errors import EXIT_FAILED, EXIT_FINISHED, RunInterrupted, UserError, exit_interrupted
+from rnnlm.training import run_folder
 from rnnlm.training.callbacks import TokensPerSecond
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
+from rnnlm.training.interrupts import StopAtStepBoundary, StopSignals
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
 from rnnlm.training.resume import find_resume, load_run_config
+from rnnlm.training.run_folder import launch_rank
 
 log = logging.getLogger(__name__)
+
+# Lightning gives its loggers a plain console handler of their own only if it is imported before any
+# logging is set up; it is now imported after Hydra's (so that a refused command never loads it).
+# Keep its messages as they were: plain lines on the console, once, not in Hydra's format.
+for _name in ("lightning.pytorch", "lightning.fabric"):
+    _logger = logging.getLogger(_name)
+    if _logger.propagate:
+        _logger.propagate = False
+        _logger.addHandler(logging.StreamHandler())
 
 # Overrides that say where or how to run, not what is trained: left out of TensorBoard run names.
 _NOT_IN_RUN_NAME = (
@@ -156,34 +172,103 @@ def train(cfg: DictConfig) -> float:
     """Fit, test the best checkpoint, print a summary; return the best validation perplexity.
 
     With `resume=<run folder | checkpoint | latest>` the run continues from its last checkpoint with
-    its own config, in its own folder and TensorBoard run.
+    its own config, in its own folder and TensorBoard run. The folder is locked for this process
+    (rnnlm.training.run_folder); its result.json keeps every attempt (rnnlm.training.record).
     """
     keep_large_blocks_in_heap()
+    # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per run; nothing to act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     ckpt_path = cfg.get("ckpt_path")
-    if cfg.get("resume"):
+    resumed = bool(cfg.get("resume"))
+    if resumed:
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
-        cfg = load_run_config(run_dir, cfg)
-        log.info("resuming %s from %s", run_dir, ckpt_path)
+        cfg = load_run_config(run_dir, cfg, _task_overrides())
     out_dir = Path(cfg.paths.output_dir)
+    owner = launch_rank() == 0
+    if owner:
+        run_folder.lock(out_dir)
+        if not resumed:
+            run_folder.refuse_if_taken(out_dir)
     name = run_name(_run_overrides(out_dir))
-    record = RunRecord(out_dir, name)  # first, so even a rejected sweep job leaves its result.json
+    record = RunRecord(out_dir, name, resumed_from=ckpt_path if resumed else None)
+    if not resumed:
+        record.begin()  # first, so even a rejected sweep job leaves its result.json
     try:
-        check_launch(cfg)
-        if _is_multirun():  # single runs were checked before Hydra started (rnnlm.cli.prepare_argv)
-            validate_overrides("train", CONF_DIR, list(HydraConfig.get().overrides.task))
-        best_val_ppl = _fit_and_test(cfg, ckpt_path, name, record)
-    except BaseException as err:
-        status = "failed" if isinstance(err, Exception) else "interrupted"
-        record.update(status=status, error=(user_message(err) or repr(err))[:500])
-        raise
+        with StopSignals() as signals:
+            try:
+                check_launch(cfg)
+                if (
+                    _is_multirun()
+                ):  # single runs were checked before Hydra started (cli.prepare_argv)
+                    validate_overrides("train", CONF_DIR, _task_overrides())
+                return _fit_and_test(cfg, ckpt_path, name, record, signals, resumed)
+            except BaseException as err:
+                _record_failure(cfg, record, err, signals)
+                raise
     finally:
+        if owner:
+            run_folder.unlock(out_dir)
         # The Trainer keeps its data loaders (views of memory-mapped token files) in reference cycles;
         # collect them now so a sweep of many jobs in one process does not pile up open files.
         gc.collect()
-    return best_val_ppl
 
 
-def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: RunRecord) -> float:
+def _task_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _record_failure(
+    cfg: DictConfig, record: RunRecord, err: BaseException, signals: StopSignals
+) -> None:
+    """How the attempt ended, in result.json; an interrupted run becomes `SystemExit(130 | 143)` with the
+    command that resumes it (Lightning turns Ctrl-C into exit 1 and SIGTERM into exit 0)."""
+    signum = getattr(err, "signum", None) or signals.signum
+    if isinstance(err, KeyboardInterrupt):
+        signum = signum or signal.SIGINT
+    elif isinstance(err, SIGTERMException):
+        signum = signal.SIGTERM
+    elif isinstance(err, Exception):
+        signum = None
+    if signum is not None:
+        code = exit_interrupted(signum)
+        reason = f"interrupted by {signal.Signals(signum).name}"
+        if record.began is not None:
+            record.end("interrupted", code, reason)
+            _print_interrupted(cfg, record, reason)
+        raise SystemExit(code) from None
+    if isinstance(err, Exception):
+        code = exit_code(err)
+        message = (user_message(err) or repr(err))[:500]
+        if record.began is not None:
+            record.end("failed", code, message)
+    elif isinstance(err, SystemExit) and record.began is not None:
+        record.end("failed", err.code if isinstance(err.code, int) else EXIT_FAILED, repr(err))
+
+
+def _print_interrupted(cfg: DictConfig, record: RunRecord, reason: str) -> None:
+    if launch_rank() != 0:
+        return
+    out = Path(cfg.paths.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    lines = [f"{reason}: the run stopped before it finished", f"output folder:      {out}"]
+    if last.is_file():
+        lines += [
+            f"last checkpoint:    {last}",
+            f"resume it with:     python src/train.py resume={out}",
+        ]
+    else:
+        lines.append("last checkpoint:    none was written yet: the run starts again from scratch")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    ckpt_path: str | None,
+    name: str,
+    record: RunRecord,
+    signals: StopSignals,
+    resumed: bool,
+) -> float:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     tokenizer = datamodule.load()
@@ -204,11 +289,22 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         detect_nonfinite=detect_nonfinite,
         compile=bool(cfg.get("compile", False)),
     )
+    module.corpus_fingerprint = datamodule.corpus_fingerprint
     kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
+    checkpoint_io = AtomicCheckpointIO()
+    if resumed:  # check the checkpoint against this model and corpus before the run's files change
+        ckpt = checkpoint_io.preload(ckpt_path)
+        check_fits(
+            ckpt, module.state_dict(), tokenizer.to_dict(), datamodule.corpus_fingerprint, ckpt_path
+        )
+        _print_resuming(cfg, record, ckpt, ckpt_path)
+        # Lightning warns that a mid-epoch resume is unreliable: rnnlm resumes the stream itself,
+        # at the exact window (LMModule.on_load_checkpoint, LMDataModule.resume_train_at).
+        warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before")
     record.update(num_parameters=module.num_parameters)
 
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    callbacks = [*_instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
     loggers: list[Logger] = []
     for lg in (cfg.get("logger") or {}).values():
         if lg is None or "_target_" not in lg:
@@ -216,7 +312,7 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         extra = {"version": name} if "version" in lg and lg.version is None else {}
         loggers.append(instantiate(lg, **extra))
     trainer: L.Trainer = instantiate(
-        trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+        trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[checkpoint_io]
     )
 
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
@@ -230,6 +326,8 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - t0
+    if signals.signum is not None:  # asked to stop during the last validation: the test is not run
+        raise RunInterrupted(signals.signum)
 
     # With trainer.strategy=ddp_spawn this process's module got only the weights back from the ranks;
     # what validation logged and the run's totals (module.on_train_end) come back with the trainer's
@@ -248,8 +346,10 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
         if results:
             test_ppl = results[0].get("test/ppl", math.nan)
-    record.update(
-        status="finished" if finished else "interrupted",
+    record.end(
+        "finished" if finished else "interrupted",
+        EXIT_FINISHED if finished else EXIT_FAILED,
+        None if finished else "the fit stopped before its end",
         best_val_ppl=best_val_ppl,
         test_ppl=test_ppl,
         tokens_seen=totals["tokens_seen"],
@@ -260,6 +360,20 @@ def _fit_and_test(cfg: DictConfig, ckpt_path: str | None, name: str, record: Run
     )
     _print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
+
+
+def _print_resuming(cfg: DictConfig, record: RunRecord, ckpt: dict, ckpt_path: str) -> None:
+    """The start-up summary of a resume: which run, how its attempts went, which checkpoint."""
+    if launch_rank() != 0:
+        return
+    attempts = record.data.get("attempts") or []
+    history = ", ".join(str(a.get("status")) for a in attempts) or "none recorded"
+    print(
+        f"resuming run:       {cfg.paths.output_dir} (attempts so far: {history})\n"
+        f"from checkpoint:    {ckpt_path} (epoch {ckpt.get('epoch', 0)}, "
+        f"step {ckpt.get('global_step', 0)})",
+        flush=True,
+    )
 
 
 def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:

@@ -1,0 +1,136 @@
+"""A run folder belongs to one process at a time, and holds one run.
+
+The lock is an `flock` on `<run>/.lock`, taken before anything is written there (for a folder named on
+the command line, before Hydra starts) and held for the life of the process. The kernel drops it when
+the process ends, however it ends, so a crashed or killed run never leaves it stuck. The file also
+says who holds it (pid, host, command, start), for the message a second process gets.
+
+Imports nothing heavy: the checks run before torch and Lightning are loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from rnnlm.errors import UserError
+
+LOCK_FILE = ".lock"
+RESULT_FILE = "result.json"
+# Marks of a run that has started: another run must not write over them.
+RUN_MARKS = (RESULT_FILE, "checkpoints", "tensorboard")
+
+_held: dict[Path, int] = {}  # run folder -> descriptor of its lock, for the life of the process
+
+
+class FolderInUse(UserError):
+    """Another process holds the run folder's lock."""
+
+
+def launch_rank() -> int:
+    """This process's rank as its launcher set it (Lightning's DDP children, torchrun, SLURM), or 0.
+
+    Read from the environment, so it is known before Lightning starts: only rank 0 owns the folder.
+    """
+    rank = 0
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        try:
+            rank = max(rank, int(os.environ.get(var, "0") or 0))
+        except ValueError:
+            continue
+    return rank
+
+
+def owner(folder: str | Path) -> dict | None:
+    """Who holds `folder`'s lock now (pid, host, command, started), or None if nobody does."""
+    path = Path(folder) / LOCK_FILE
+    if Path(folder).resolve() in _held:
+        return _read_owner(path)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_owner(path) or {"pid": "?"}
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_owner(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe_owner(info: dict) -> str:
+    started = info.get("started")
+    when = time.strftime(" since %Y-%m-%d %H:%M:%S", time.localtime(started)) if started else ""
+    command = f" ({info['command']})" if info.get("command") else ""
+    host = f" on {info['host']}" if info.get("host") else ""
+    return f"process {info.get('pid', '?')}{host}{command}{when}"
+
+
+def lock(folder: str | Path) -> None:
+    """Take `folder`'s lock for the rest of this process (again: a no-op), or refuse in one line."""
+    folder = Path(folder).resolve()
+    if folder in _held:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        info = _read_owner(path) or {}
+        raise FolderInUse(
+            f"run folder {folder} is in use by {describe_owner(info)}: wait for that run to end (or "
+            "stop it), or give this one a folder of its own (leave out hydra.run.dir)"
+        ) from None
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(["python", *sys.argv])[:300],
+        "started": time.time(),
+    }
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(info).encode())
+    _held[folder] = fd
+
+
+def unlock(folder: str | Path) -> None:
+    """Give the lock back (a job of an in-process sweep is over); closing the descriptor drops it."""
+    fd = _held.pop(Path(folder).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def holds_a_run(folder: str | Path) -> bool:
+    """Whether a run has started in `folder` (its record, checkpoints or TensorBoard run are there)."""
+    return any((Path(folder) / mark).exists() for mark in RUN_MARKS)
+
+
+def refuse_if_taken(folder: str | Path) -> None:
+    """A new run must not share a folder with another run, finished or not."""
+    folder = Path(folder)
+    if holds_a_run(folder):
+        status = ""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            status = json.loads((folder / RESULT_FILE).read_text()).get("status") or ""
+        held = f" ({status})" if status else ""
+        raise UserError(
+            f"run folder {folder} already holds a run{held}: resume it with resume={folder}, or give the "
+            "new run a folder of its own (leave out hydra.run.dir, or name an empty folder)"
+        )
