@@ -108,6 +108,36 @@ def test_optuna_search_writes_the_best_parameters(tmp_path: Path, corpus_dir: Pa
         assert f"{key}={value}" in overrides
 
 
+def test_optuna_search_goes_on_after_a_failed_trial(tmp_path: Path, corpus_dir: Path) -> None:
+    """A failed trial is recorded as failed in its job folder and in the study, the next trial runs,
+    and the search ends with one summary of the failure (exit status 1), not a traceback."""
+    sweep = tmp_path / "search"
+    fixed = ["model=gru", "model.num_layers=1", "model.dropout=0.1", "optim.lr=0.003"]
+    proc = run_train_script(
+        [
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            *[o for o in tiny(corpus_dir) if not o.startswith("data.batch_size=")],
+            *fixed,
+            # seed 8 proposes 100000 first (longer than the corpus: refused), then 4
+            "data.batch_size=choice(4,100000)",
+            "hydra.sweeper.sampler.seed=8",
+            f"hydra.sweep.dir={sweep}",
+        ]
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    results = job_results(sweep)
+    assert [r["status"] for r in results.values()] == ["failed", "finished"]
+    assert "fewer than batch_size" in results["0"]["error"]
+    summary = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert len(summary) == 1 and summary[0].startswith("error: 1 of 2 jobs did not finish: job 0")
+    best = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
+    assert best["best_params"] == {"data.batch_size": 4}
+    assert best["best_value"] == pytest.approx(results["1"]["best_val_ppl"])
+
+
 # -- launchers ---------------------------------------------------------------------------------------
 @pytest.mark.slow  # two Python processes importing torch and Lightning at once: 40-100 s on 2 cores
 def test_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path, corpus_dir: Path) -> None:
