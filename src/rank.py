@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnlm.applications.rank import rank
 from rnnlm.cli import prepare_argv, run_task
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
 def main(cfg: DictConfig) -> list:
+    from rnnlm.applications.rank import rank  # heavy (torch): after the config is checked
+
     return run_task(rank, cfg)
 
 
