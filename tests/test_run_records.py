@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -68,9 +69,8 @@ def _copy(run: Path, dest: Path) -> Path:
 def test_refused_resumes_leave_every_file_of_the_run_as_it_was(
     finished_run: Path, tmp_path: Path
 ) -> None:
-    runs = {
-        name: _copy(finished_run, tmp_path / name) for name in ("wider", "cell", "cut", "noise")
-    }
+    names = ("wider", "cell", "cut", "noise", "named", "elsewhere")
+    runs = {name: _copy(finished_run, tmp_path / name) for name in names}
     last = "checkpoints/last.ckpt"
     data = (runs["cut"] / last).read_bytes()
     (runs["cut"] / last).write_bytes(data[: len(data) // 2])  # truncated (a partial copy)
@@ -81,6 +81,9 @@ def test_refused_resumes_leave_every_file_of_the_run_as_it_was(
         "cell": [f"resume={runs['cell']}", "model=lstm", "trainer.max_epochs=3"],
         "cut": [f"resume={runs['cut']}"],
         "noise": [f"resume={runs['noise']}"],
+        # hydra.run.dir given too: still checked before Hydra writes the run's .hydra/ files
+        "named": [f"resume={runs['named']}", f"hydra.run.dir={runs['named']}", "model=lstm"],
+        "elsewhere": [f"resume={runs['elsewhere']}", f"hydra.run.dir={tmp_path / 'other'}"],
     }
     out = run_train_script_cases(cases, tmp_path / "cases")
     expected = {
@@ -88,6 +91,8 @@ def test_refused_resumes_leave_every_file_of_the_run_as_it_was(
         "cell": "model=lstm would change what run",
         "cut": "is not a PyTorch checkpoint or is truncated",
         "noise": "is not a PyTorch checkpoint or is truncated",
+        "named": "model=lstm would change what run",
+        "elsewhere": "runs in its own folder",
     }
     for name, result in out.items():
         assert result.returncode == 2, (name, result.stderr[-2000:])
@@ -95,6 +100,7 @@ def test_refused_resumes_leave_every_file_of_the_run_as_it_was(
         assert "weights_only=False" not in result.stderr  # torch's unsafe advice is never shown
         assert _files(runs[name]) == before[name], name  # not one byte of the run changed
     assert "trainer.max_epochs" in out["cell"].stderr  # says what a resume may change
+    assert not (tmp_path / "other").exists()
 
 
 def test_random_bytes_are_not_called_python_objects(tmp_path: Path) -> None:
@@ -192,11 +198,53 @@ def test_a_run_folder_without_a_checkpoint_is_described(
     with pytest.raises(UserError) as err:
         find_resume(str(run), tmp_path)
     assert described in str(err.value)
-    assert "start it again with `python src/train.py model=lstm`" in str(err.value)
+    assert "start it again (its command was `python src/train.py model=lstm`)" in str(err.value)
     with pytest.raises(UserError, match="found no run with checkpoints/last.ckpt"):
         find_resume("latest", tmp_path)
     with pytest.raises(UserError, match="is not a run folder of src/train.py"):
         find_resume(str(tmp_path), tmp_path)
+
+
+def test_a_checkpoint_outside_a_run_folder_is_not_resumed(tmp_path: Path) -> None:
+    from rnnlm.training.resume import find_resume
+
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes(b"x")
+    with pytest.raises(UserError, match=f"pass ckpt_path={loose} to start a new run from it"):
+        find_resume(str(loose), tmp_path)
+
+
+def test_what_a_resume_changed_stays_with_the_run(tmp_path: Path) -> None:
+    """`resume=R trainer.max_epochs=50`, interrupted, then `resume=R` (the printed command) goes on with
+    50 epochs; a resume asking for fewer epochs than the run has done is one line, not Lightning's."""
+    from omegaconf import OmegaConf
+
+    from rnnlm.training.resume import load_run_config, save_resume_changes
+    from rnnlm.training.run import _check_epochs
+
+    run = _fake_run(tmp_path, "2026-12-01_13-00-00_000000", "finished")
+    (run / ".hydra" / "config.yaml").write_text("seed: 1\ntrainer:\n  max_epochs: 1\n")
+    current = OmegaConf.create({"paths": {"output_dir": "x"}, "trainer": {"max_epochs": 50}})
+    cfg, changes = load_run_config(run, current, [f"resume={run}", "trainer.max_epochs=50"])
+    assert cfg.trainer.max_epochs == 50 and changes == {"trainer.max_epochs": 50}
+    save_resume_changes(run, changes)  # when that attempt began
+    plain = OmegaConf.create({"paths": {"output_dir": "x"}, "trainer": {"max_epochs": 1}})
+    cfg, _ = load_run_config(run, plain, [f"resume={run}"])
+    assert cfg.trainer.max_epochs == 50 and cfg.paths.output_dir == str(run)
+    ckpt = {"loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 6}}}}}
+    _check_epochs(ckpt, 6, run)
+    with pytest.raises(UserError, match="has trained 6 epochs, more than trainer.max_epochs=5"):
+        _check_epochs(ckpt, 5, run)
+
+
+def test_a_run_folder_named_with_an_interpolation_is_claimed_as_hydra_will_name_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rnnlm.cli import _resolved_folder
+
+    monkeypatch.setenv("RUNNAME", "r1")
+    assert _resolved_folder(f"{tmp_path}/${{oc.env:RUNNAME}}") == tmp_path / "r1"
+    assert _resolved_folder(f"{tmp_path}/x_${{now:%H-%M}}") is None  # only Hydra knows it: train()
 
 
 # -- 3: one process per run folder ----------------------------------------------------------------
@@ -353,6 +401,45 @@ def test_a_signal_stops_at_a_step_with_last_ckpt_and_the_resume_is_exact(
     assert result["status"] == "finished" and result["error"] is None
 
 
+class SignalDuringValidation(L.Callback):
+    """Sends this process SIGTERM in the middle of the first validation, as a scheduler's preemption
+    might."""
+
+    def __init__(self) -> None:
+        self.sent_at: int | None = None
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if self.sent_at is None and not trainer.sanity_checking:
+            self.sent_at = trainer.global_step
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_during_validation_stops_after_the_next_step_with_last_ckpt(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's own SIGTERM handler stops mid-validation without a checkpoint; rnnlm's finishes
+    the validation and the next training step, saves last.ckpt there, and exits 143."""
+    import rnnlm.training.run as run_module
+    from conftest import train_in_process
+
+    sender = SignalDuringValidation()
+    real = run_module._instantiate_group
+    monkeypatch.setattr(run_module, "_instantiate_group", lambda g: [*real(g), sender])
+    run = tmp_path / "run"
+    overrides = [
+        *tiny_overrides(corpus_dir),
+        "trainer.max_epochs=3",
+        "trainer.val_check_interval=3",
+    ]
+    with pytest.raises(SystemExit) as stopped:
+        train_in_process(overrides, run)
+    assert stopped.value.code == 143
+    assert sender.sent_at == 3
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 4
+    result = json.loads((run / "result.json").read_text())
+    assert (result["status"], result["attempts"][-1]["exit_code"]) == ("interrupted", 143)
+
+
 def _limit_file_size(limit: int):  # noqa: ANN202
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
@@ -393,6 +480,8 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_runs_record(
         ("train.py", ["model.hiden_dim=64"], "did you mean model.hidden_dim?"),
         ("train.py", ["optim.lr=-1"], "optim.lr=-1 must be > 0"),
         ("train.py", ["resume=/nonexistent"], "resume=/nonexistent does not exist"),
+        # a callback class that inherits its arguments (RunCheckpoint from ModelCheckpoint)
+        ("train.py", ["+callbacks.model_checkpoint.foo=1"], "valid keys: auto_insert_metric_name"),
         ("eval.py", ["ckpt_path=x", "eval.batch_sz=3"], "did you mean eval.batch_size?"),
         ("generate.py", ["ckpt_path=x", "temprature=1"], "did you mean temperature?"),
         ("search.py", ["ckpt_path=x", "corpus=y", "query=z", "topk=3"], "did you mean top_k?"),

@@ -76,11 +76,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"checkpoint {p} holds Python objects that could run code when loaded; rnnlm loads only "
                 f"plain tensors and containers (weights_only=True) and refuses it: re-save it with rnnlm"
             ) from None
-        raise CheckpointError(f"{p} is not a PyTorch checkpoint ({first})") from None
+        raise CheckpointError(
+            f"{p} is not a PyTorch checkpoint ({first}): use a checkpoint written by src/train.py"
+        ) from None
     except Exception as err:  # any other failure to unpickle: garbage, truncated, or another format
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{p} is not a PyTorch checkpoint or is truncated ({first})"
+            f"{p} is not a PyTorch checkpoint or is truncated ({first}): use a checkpoint written by "
+            "src/train.py (e.g. the run's checkpoints/best.ckpt), or copy it again"
         ) from None
     if not isinstance(ckpt, dict) or "rnnlm" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,8 @@ def user_message(err: BaseException) -> str | None:
     ):
         err = err.__cause__
     if isinstance(err, UserError | RunError | ValueError | OmegaConfBaseException):
+        return " ".join(str(err).split())
+    if type(err).__name__ == "MisconfigurationException":  # Lightning's word for a bad setting
         return " ".join(str(err).split())
     return None
 
@@ -61,9 +64,12 @@ def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
             else:
                 log.error("job failed: %s", msg)
             return None  # a failed trial to Optuna's sweeper (NaN would make it raise)
-        if msg is None or debug:
+        if msg is None:
             raise
-        print(f"error: {msg}", file=sys.stderr, flush=True)
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {msg}", file=sys.stderr, flush=True)
         sys.exit(exit_code(err))
 
 
@@ -89,8 +95,9 @@ def prepare_argv(config_name: str = "train") -> None:
             claim_folders(args)
     except UserError as err:
         if os.environ.get("RNNLM_DEBUG"):
-            raise
-        print(f"error: {err}", file=sys.stderr, flush=True)
+            traceback.print_exc()
+        else:
+            print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(err.exit_code)
 
 
@@ -107,11 +114,19 @@ def claim_folders(args: list[str]) -> None:
     named = [a.split("=", 1)[1] for a in args if a.startswith(key)]
     if not named or any(a.startswith("-") and a not in ("-m", "--multirun") for a in args):
         return  # a folder of its own (a timestamp), or --cfg / --help: nothing is run
-    folder = Path(named[-1]).expanduser()
+    folder = _resolved_folder(named[-1])
+    if folder is None:
+        return  # named with ${now:...}: known only inside Hydra; train() claims it there
+    holder = run_folder.owner(folder)
+    if holder is not None:  # asked first: a refused command writes nothing into the folder
+        raise run_folder.FolderInUse(
+            f"run folder {folder} is in use by {run_folder.describe_owner(holder)}: wait for that run "
+            "to end (or stop it), or give this one a folder of its own (leave out hydra.run.dir)"
+        )
     if multirun:
         jobs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
         taken = sorted(p.name for p in jobs if run_folder.holds_a_run(p))
-        if taken:
+        if taken or (folder / "multirun.yaml").exists():
             raise UserError(
                 f"sweep folder {folder} already holds the jobs of a sweep ({', '.join(taken[:5])}): "
                 "give this sweep a folder of its own (leave out hydra.sweep.dir, or name an empty folder)"
@@ -119,6 +134,21 @@ def claim_folders(args: list[str]) -> None:
     elif resume_target(args) is None:
         run_folder.refuse_if_taken(folder)
     run_folder.lock(folder)
+
+
+def _resolved_folder(value: str) -> Path | None:
+    """A folder as Hydra will resolve it: `${oc.env:...}` and the like resolved now; None for a
+    `${now:...}` or `${hydra:...}` one, which only Hydra can resolve."""
+    if "${" in value:
+        if "${now:" in value or "${hydra:" in value:
+            return None
+        from omegaconf import OmegaConf
+
+        try:
+            value = str(OmegaConf.create({"dir": value}).dir)
+        except OmegaConfBaseException:
+            return None
+    return Path(value).expanduser().resolve()
 
 
 def hydra_entry(task: Callable[[DictConfig], Any], config_name: str) -> Callable[[], Any]:

@@ -258,8 +258,12 @@ def _static_params(target: str, hops: int = 6) -> Any:
                 (n for n in found.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"),
                 None,
             )
-            if init is None:
-                return _UNKNOWN
+            if init is None:  # inherited: the first base class's, looked up in this module
+                bases = [b.id for b in found.bases if isinstance(b, ast.Name)]
+                if not bases or bases[0] == name:
+                    return _UNKNOWN
+                name = bases[0]
+                continue
             found = init
         if (
             not isinstance(found, ast.FunctionDef)

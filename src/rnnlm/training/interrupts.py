@@ -40,7 +40,7 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
+                self._previous[s] = signal.signal(s, self.handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -48,21 +48,20 @@ class StopSignals:
             signal.signal(s, handler)
         self._previous.clear()
 
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
+    def handle(self, signum: int, frame: FrameType | None) -> None:
         first = self.signum is None
         if first:
             self.signum = signum
         name = signal.Signals(signum).name
         if first and self.graceful:
-            if int(os.environ.get("LOCAL_RANK", "0") or 0) == 0:
-                print(
-                    f"\n{name}: stopping at the end of this training step, with last.ckpt saved "
-                    "(Ctrl-C again stops at once)",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            print(
+                f"\n{name}: stopping at the end of this training step, with last.ckpt saved (a "
+                "second signal stops at once)",
+                file=sys.stderr,
+                flush=True,
+            )
             return
-        if signum == signal.SIGTERM and signal.getsignal(signum) is not self._handle:
+        if signum == signal.SIGTERM and signal.getsignal(signum) != self.handle:
             return  # Lightning's handler called this one: it stops all ranks at a step boundary
         raise KeyboardInterrupt
 
@@ -75,6 +74,10 @@ class StopAtStepBoundary(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signals.graceful = trainer.world_size == 1
+        if self.signals.graceful and threading.current_thread() is threading.main_thread():
+            # Lightning's own SIGTERM handler (installed for the fit) would stop mid-validation,
+            # without a checkpoint; Lightning puts back the handler it found when the fit ends.
+            signal.signal(signal.SIGTERM, self.signals.handle)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.signals.graceful = False

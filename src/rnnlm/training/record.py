@@ -18,12 +18,12 @@ import json
 import logging
 import math
 import os
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rnnlm.training.run_folder import RESULT_FILE, launch_rank
+from rnnlm.training.run_folder import RESULT_FILE, command_line, launch_rank
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def command_line() -> str:
-    return " ".join(["python", *sys.argv])[:1000]
-
-
 class RunRecord:
     """Keeps `<run>/result.json` current: status running -> finished | failed | interrupted.
 
-    Nothing is written until `begin()`: a resumed run begins only once its checkpoint is known to fit.
+    Nothing is written until `begin()`: a resumed run begins when its training starts (after its
+    checkpoint is read, checked and restored), so a resume that fails before leaves the file as it was.
     """
 
     def __init__(self, out_dir: Path, run_name: str, resumed_from: str | None = None) -> None:
@@ -49,8 +46,13 @@ class RunRecord:
         self.resumed_from = resumed_from
         self.data: dict[str, Any] = self.read(self.path.parent) or {}
         self.data["run_name"] = run_name
-        self.data.setdefault("attempts", [])
+        if (
+            "attempts" not in self.data
+        ):  # a record written before attempts were kept: its one attempt
+            old = {k: self.data.get(k) for k in ("started", "status", "error")}
+            self.data["attempts"] = [{**old, "exit_code": None}] if old["status"] else []
         self.began: float | None = None
+        self.on_begin: Callable[[], None] | None = None  # what else the attempt's start writes
         self._base_wall = float(self.data.get("wall_time_s") or 0.0)  # earlier attempts (resume)
 
     @property
@@ -77,36 +79,40 @@ class RunRecord:
         self.data.setdefault("started", self.began)
         self.data.update(status="running", error=None)
         self._write()
+        if self.on_begin is not None and launch_rank() == 0:
+            self.on_begin()
 
     def update(self, **fields: Any) -> None:
-        """The run's figures (best_val_ppl, steps, ...) as this attempt has them now."""
-        self.begin()
+        """The run's figures (best_val_ppl, steps, ...) as this attempt has them now (written with
+        the attempt: at once if it has begun, else when it begins)."""
         self.data.update({k: _plain(v) for k, v in fields.items()})
-        self._write()
+        if self.began is not None:
+            self._write()
 
     def end(
         self, status: str, exit_code: int | None, error: str | None = None, **fields: Any
     ) -> None:
-        """How this attempt ended; the run's status is its latest attempt's."""
-        self.begin()
+        """How this attempt ended; the run's status is its latest attempt's. An attempt that never
+        began (a resume refused before its training started) changes nothing."""
+        if self.began is None:
+            return
         self.data.update({k: _plain(v) for k, v in fields.items()})
         self.attempt.update(status=status, exit_code=exit_code, ended=time.time(), error=error)
         self.data.update(status=status, error=error)
-        self._write(quiet=True)
+        self._write()
 
-    def _write(self, quiet: bool = False) -> None:
+    def _write(self) -> None:
         if launch_rank() != 0:  # DDP: rank 0 keeps the record
             return
         if self.began is not None:
             self.data["wall_time_s"] = round(self._base_wall + time.time() - self.began, 3)
+        tmp = self.path.with_name(f".{RESULT_FILE}.tmp-{os.getpid()}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{RESULT_FILE}.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
             os.replace(tmp, self.path)
         except OSError as err:  # a full disk: the previous record stays whole (written by rename)
-            if not quiet:
-                raise
+            tmp.unlink(missing_ok=True)
             log.error("could not update %s (%s): it keeps its previous content", self.path, err)
 
     @staticmethod

@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlm.checkpoint import check_archive
 from rnnlm.errors import UserError
-from rnnlm.training.run_folder import RESULT_FILE, describe_owner, owner
+from rnnlm.training.run_folder import RESULT_FILE, FolderInUse, describe_owner, launch_rank, owner
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
@@ -85,7 +86,8 @@ def _runs_root(log_dir: str | Path) -> Path:
 
 
 def is_run_folder(path: Path) -> bool:
-    return (path / ".hydra" / "config.yaml").is_file() or (path / RESULT_FILE).is_file()
+    """A folder src/train.py ran in (its composed config is what a resume continues with)."""
+    return (path / ".hydra" / "config.yaml").is_file()
 
 
 def _result(run: Path) -> dict:
@@ -119,7 +121,7 @@ def why_not_resumable(run: Path) -> str:
     return "it stopped before training began"
 
 
-def _start_again(run: Path) -> str:
+def _its_command(run: Path) -> str:
     saved = run / ".hydra" / "overrides.yaml"
     args = ""
     if saved.is_file():
@@ -131,6 +133,12 @@ def _start_again(run: Path) -> str:
 
 
 def _no_last(value: str, run: Path) -> UserError:
+    holder = owner(run)
+    if holder is not None:
+        return FolderInUse(
+            f"resume={value}: run {run} is still running, in {describe_owner(holder)}, and has "
+            "written no checkpoint yet: wait for it, or stop it"
+        )
     best = run / "checkpoints" / BEST
     if best.is_file():
         return UserError(
@@ -139,7 +147,7 @@ def _no_last(value: str, run: Path) -> UserError:
         )
     return UserError(
         f"resume={value}: {run} has nothing to resume ({why_not_resumable(run)}): start it again "
-        f"with `{_start_again(run)}`"
+        f"(its command was `{_its_command(run)}`)"
     )
 
 
@@ -183,6 +191,12 @@ def find_resume(value: str, log_dir: str | Path) -> tuple[Path, str]:
         return path.resolve(), str((path / "checkpoints" / LAST).resolve())
     if path.is_file():
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        if not is_run_folder(run):
+            raise UserError(
+                f"resume={value}: {path} is not inside a run folder of src/train.py (no "
+                f"{run / '.hydra' / 'config.yaml'}), whose config a resume continues with: pass "
+                f"ckpt_path={path} to start a new run from it instead"
+            )
         return run.resolve(), str(path.resolve())
     raise UserError(
         f"resume={value} does not exist: pass a run folder, a .ckpt file, or resume=latest"
@@ -190,9 +204,17 @@ def find_resume(value: str, log_dir: str | Path) -> tuple[Path, str]:
 
 
 # -- its config ---------------------------------------------------------------------------------------
-def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) -> DictConfig:
-    """The resumed run's own composed config, with the allowed `overrides` taken from `current` (the
-    config Hydra composed for this command), e.g. `resume=latest trainer.max_epochs=10`."""
+RESUME_CHANGES = "resume_overrides.yaml"  # in <run>/.hydra/: what earlier resumes changed, kept
+
+
+def load_run_config(
+    run_dir: Path, current: DictConfig, overrides: list[str]
+) -> tuple[DictConfig, dict[str, Any]]:
+    """The resumed run's own composed config, with what earlier resumes changed (RESUME_CHANGES) and
+    the allowed `overrides` of this command taken from `current` (the config Hydra composed for it),
+    e.g. `resume=latest trainer.max_epochs=10`. Also returns this command's changes, which the run
+    keeps (save_resume_changes) once its attempt begins, so a later plain `resume=<run>` goes on
+    with them."""
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise UserError(
@@ -202,14 +224,37 @@ def load_run_config(run_dir: Path, current: DictConfig, overrides: list[str]) ->
     cfg = OmegaConf.load(saved)
     assert isinstance(cfg, DictConfig)
     OmegaConf.set_struct(cfg, False)
+    changes: dict[str, Any] = {}
     for key in dict.fromkeys(_key(o) for o in overrides):
         if key == "resume" or key.startswith(("hydra", "paths")):
             continue
-        OmegaConf.update(cfg, key, OmegaConf.select(current, key), merge=False, force_add=True)
+        node = OmegaConf.select(current, key)
+        changes[key] = OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+    for key, value in {**_saved_changes(run_dir), **changes}.items():
+        OmegaConf.update(cfg, key, value, merge=False, force_add=True)
     cfg.resume = None
     cfg.paths = current.paths
     cfg.paths.output_dir = str(run_dir)
-    return cfg
+    return cfg, changes
+
+
+def _saved_changes(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / ".hydra" / RESUME_CHANGES
+    if not path.is_file():
+        return {}
+    loaded = OmegaConf.to_container(OmegaConf.load(path))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def save_resume_changes(run_dir: Path, changes: dict[str, Any]) -> None:
+    """Keep this resume's changes with the run (written when its attempt begins)."""
+    if not changes:
+        return
+    path = run_dir / ".hydra" / RESUME_CHANGES
+    merged = {**_saved_changes(run_dir), **changes}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(merged)))
+    os.replace(tmp, path)
 
 
 # -- the command line -----------------------------------------------------------------------------------
@@ -218,14 +263,27 @@ def resume_target(argv: list[str]) -> str | None:
     return values[-1] if values and values[-1] not in ("", "null") else None
 
 
+def log_dir(argv: list[str]) -> str:
+    """Where runs are looked for: paths.log_dir= on the command line, else RNNLM_OUTPUT_DIR, else outputs."""
+    given = [a.split("=", 1)[1] for a in argv if a.lstrip("+").startswith("paths.log_dir=")]
+    return given[-1] if given else os.environ.get("RNNLM_OUTPUT_DIR", "outputs")
+
+
 def resume_argv(argv: list[str]) -> list[str]:
     """Make a `resume=` command run inside the resumed run's own folder (same log, same TensorBoard run),
     without overwriting the config that folder holds; refuse a resume that cannot work (its overrides,
     its checkpoint file) before anything is written. Applied before Hydra parses the command line."""
     value = resume_target(argv)
-    if value is None or any(a.startswith("hydra.run.dir=") for a in argv):
-        return argv  # not a resume, or a DDP rank that Lightning started inside the run's folder
-    run_dir, ckpt = find_resume(value, os.environ.get("RNNLM_OUTPUT_DIR", "outputs"))
+    if value is None or launch_rank() != 0:
+        return argv  # not a resume, or a DDP rank that Lightning started with rank 0's command line
+    run_dir, ckpt = find_resume(value, log_dir(argv))
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+    if given and Path(given[-1]).expanduser().resolve() != run_dir:
+        raise UserError(
+            f"resume={value} runs in its own folder, {run_dir}: leave out hydra.run.dir={given[-1]} "
+            "(a new run in another folder is `python src/train.py ckpt_path=<checkpoint> ...`)"
+        )
     check_resume_overrides([a for a in argv if not a.startswith("resume=")], run_dir)
     check_archive(ckpt)
-    return [*argv, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    keep = [a for a in argv if not a.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
+    return [*keep, f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]

@@ -35,7 +35,7 @@ from rnnlm.training.interrupts import StopAtStepBoundary, StopSignals
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
-from rnnlm.training.resume import find_resume, load_run_config
+from rnnlm.training.resume import find_resume, load_run_config, save_resume_changes
 from rnnlm.training.run_folder import launch_rank
 
 log = logging.getLogger(__name__)
@@ -180,9 +180,10 @@ def train(cfg: DictConfig) -> float:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     ckpt_path = cfg.get("ckpt_path")
     resumed = bool(cfg.get("resume"))
+    changes: dict[str, Any] = {}
     if resumed:
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
-        cfg = load_run_config(run_dir, cfg, _task_overrides())
+        cfg, changes = load_run_config(run_dir, cfg, _task_overrides())
     out_dir = Path(cfg.paths.output_dir)
     owner = launch_rank() == 0
     if owner:
@@ -191,15 +192,15 @@ def train(cfg: DictConfig) -> float:
             run_folder.refuse_if_taken(out_dir)
     name = run_name(_run_overrides(out_dir))
     record = RunRecord(out_dir, name, resumed_from=ckpt_path if resumed else None)
-    if not resumed:
+    if resumed:  # the attempt begins when training does: a resume refused before leaves no trace
+        record.on_begin = lambda: save_resume_changes(out_dir, changes)
+    else:
         record.begin()  # first, so even a rejected sweep job leaves its result.json
     try:
         with StopSignals() as signals:
             try:
                 check_launch(cfg)
-                if (
-                    _is_multirun()
-                ):  # single runs were checked before Hydra started (cli.prepare_argv)
+                if _is_multirun():  # a single run was checked before Hydra started
                     validate_overrides("train", CONF_DIR, _task_overrides())
                 return _fit_and_test(cfg, ckpt_path, name, record, signals, resumed)
             except BaseException as err:
@@ -222,30 +223,29 @@ def _record_failure(
 ) -> None:
     """How the attempt ended, in result.json; an interrupted run becomes `SystemExit(130 | 143)` with the
     command that resumes it (Lightning turns Ctrl-C into exit 1 and SIGTERM into exit 0)."""
+    known = isinstance(err, Exception) and user_message(err) is not None  # e.g. a full disk
     signum = getattr(err, "signum", None) or signals.signum
     if isinstance(err, KeyboardInterrupt):
         signum = signum or signal.SIGINT
     elif isinstance(err, SIGTERMException):
         signum = signal.SIGTERM
-    elif isinstance(err, Exception):
+    elif known:
         signum = None
+    # Otherwise an error after a signal is the signal's doing (a DDP peer that stopped first).
     if signum is not None:
         code = exit_interrupted(signum)
         reason = f"interrupted by {signal.Signals(signum).name}"
         if record.began is not None:
             record.end("interrupted", code, reason)
-            _print_interrupted(cfg, record, reason)
+        _print_interrupted(cfg, reason)
         raise SystemExit(code) from None
     if isinstance(err, Exception):
-        code = exit_code(err)
-        message = (user_message(err) or repr(err))[:500]
-        if record.began is not None:
-            record.end("failed", code, message)
-    elif isinstance(err, SystemExit) and record.began is not None:
+        record.end("failed", exit_code(err), (user_message(err) or repr(err))[:500])
+    elif isinstance(err, SystemExit):
         record.end("failed", err.code if isinstance(err.code, int) else EXIT_FAILED, repr(err))
 
 
-def _print_interrupted(cfg: DictConfig, record: RunRecord, reason: str) -> None:
+def _print_interrupted(cfg: DictConfig, reason: str) -> None:
     if launch_rank() != 0:
         return
     out = Path(cfg.paths.output_dir)
@@ -298,6 +298,7 @@ def _fit_and_test(
         check_fits(
             ckpt, module.state_dict(), tokenizer.to_dict(), datamodule.corpus_fingerprint, ckpt_path
         )
+        _check_epochs(ckpt, trainer_cfg.get("max_epochs"), Path(cfg.paths.output_dir))
         _print_resuming(cfg, record, ckpt, ckpt_path)
         # Lightning warns that a mid-epoch resume is unreliable: rnnlm resumes the stream itself,
         # at the exact window (LMModule.on_load_checkpoint, LMDataModule.resume_train_at).
@@ -305,6 +306,8 @@ def _fit_and_test(
     record.update(num_parameters=module.num_parameters)
 
     callbacks = [*_instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
+    if resumed:
+        callbacks.append(_BeginAttempt(record))
     loggers: list[Logger] = []
     for lg in (cfg.get("logger") or {}).values():
         if lg is None or "_target_" not in lg:
@@ -346,6 +349,12 @@ def _fit_and_test(
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
         if results:
             test_ppl = results[0].get("test/ppl", math.nan)
+    # An attempt that trained nothing (a finished run resumed as it was) keeps the speed figures.
+    speed = {}
+    if totals["tokens_trained_here"] > 0 and train_time > 0:
+        speed = {"tokens_per_sec": totals["tokens_trained_here"] / train_time}
+        speed.update(_steady_throughput(trainer))
+    record.begin()  # (a resume whose fit had nothing left to train never started its training)
     record.end(
         "finished" if finished else "interrupted",
         EXIT_FINISHED if finished else EXIT_FAILED,
@@ -353,8 +362,7 @@ def _fit_and_test(
         best_val_ppl=best_val_ppl,
         test_ppl=test_ppl,
         tokens_seen=totals["tokens_seen"],
-        tokens_per_sec=totals["tokens_trained_here"] / train_time if train_time > 0 else math.nan,
-        **_steady_throughput(trainer),
+        **speed,
         epochs=totals["epochs"],
         steps=totals["steps"],
     )
@@ -362,12 +370,38 @@ def _fit_and_test(
     return best_val_ppl
 
 
+class _BeginAttempt(L.Callback):
+    """A resumed run's attempt begins (in result.json) when its training starts: after Lightning has
+    read and restored the checkpoint, so a resume that fails before that leaves the record as it was."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.record.begin()
+
+
+def _check_epochs(ckpt: dict, max_epochs: Any, run: Path) -> None:
+    """Lightning refuses, with a traceback, a checkpoint that has trained more epochs than max_epochs."""
+    done = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {})
+    done = done.get("current", {}).get("completed", ckpt.get("epoch", 0))
+    if max_epochs not in (None, -1) and done > max_epochs:
+        raise UserError(
+            f"resume: run {run} has trained {done} epochs, more than trainer.max_epochs={max_epochs}: "
+            f"pass resume={run} trainer.max_epochs=<more than {done}> to train it further"
+        )
+
+
 def _print_resuming(cfg: DictConfig, record: RunRecord, ckpt: dict, ckpt_path: str) -> None:
     """The start-up summary of a resume: which run, how its attempts went, which checkpoint."""
     if launch_rank() != 0:
         return
     attempts = record.data.get("attempts") or []
-    history = ", ".join(str(a.get("status")) for a in attempts) or "none recorded"
+    # an attempt still marked running is not running now (this process holds the folder): killed
+    history = ", ".join(
+        "killed" if a.get("status") == "running" else str(a.get("status")) for a in attempts
+    )
+    history = history or "none recorded"
     print(
         f"resuming run:       {cfg.paths.output_dir} (attempts so far: {history})\n"
         f"from checkpoint:    {ckpt_path} (epoch {ckpt.get('epoch', 0)}, "

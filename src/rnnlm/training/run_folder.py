@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from rnnlm.errors import UserError
+from rnnlm.errors import RunError, UserError
 
 LOCK_FILE = ".lock"
 RESULT_FILE = "result.json"
-# Marks of a run that has started: another run must not write over them.
-RUN_MARKS = (RESULT_FILE, "checkpoints", "tensorboard")
+# Marks of a run (or a sweep) that has started: another run must not write over them.
+RUN_MARKS = (RESULT_FILE, "checkpoints", "tensorboard", "multirun.yaml")
 
 _held: dict[Path, int] = {}  # run folder -> descriptor of its lock, for the life of the process
 
@@ -87,9 +87,15 @@ def lock(folder: str | Path) -> None:
     folder = Path(folder).resolve()
     if folder in _held:
         return
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise RunError(
+            f"cannot write to the run folder {folder} ({err.strerror or err}): free space there or "
+            "make it writable, or give the run another folder"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -102,12 +108,21 @@ def lock(folder: str | Path) -> None:
     info = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
-        "command": " ".join(["python", *sys.argv])[:300],
+        "command": command_line(300),
         "started": time.time(),
     }
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(info).encode())
     _held[folder] = fd
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+    except OSError:  # a full disk: the lock holds all the same, only the owner's note is missing
+        pass
+
+
+def command_line(limit: int = 1000) -> str:
+    """This process's command, as a user would type it again (cut to `limit` characters, marked)."""
+    line = " ".join(["python", *sys.argv])
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def unlock(folder: str | Path) -> None:
