@@ -57,6 +57,9 @@ def resume_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.param(["data.variable_bptt=true"], id="variable_bptt", marks=pytest.mark.slow),
         # Two gloo ranks, each with its own shard, carried state and dropout masks (slow: ~60 s).
         pytest.param(["trainer=ddp_cpu"], id="ddp", marks=pytest.mark.slow),
+        # A cell that trains in parallel over time: its matrix memory (C, n, m) and its convolution's
+        # last inputs are carried across windows and through the checkpoint.
+        pytest.param(["model=mlstm", "model.heads=2", "model.chunk_size=8"], id="mlstm"),
     ],
 )
 def test_sigkill_mid_epoch_then_resume_matches_straight_run(

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlm.errors import UserError
+from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -81,6 +82,15 @@ RULES: dict[str, Rule] = {
         "must be a finite number or null",
     ),
     "model.adaptive_div_value": (_optional(_positive), "must be > 0 or null"),
+    "model.scan": (lambda v: v in SCAN_BACKENDS, f"must be one of {', '.join(SCAN_BACKENDS)}"),
+    "model.conv_kernel": (
+        lambda v: isinstance(v, int) and (v == 0 or v >= 2),
+        "must be 0 (no convolution) or an integer >= 2",
+    ),
+    "model.mlp_mult": (_at_least(0), "must be >= 0 (0: no MLP)"),
+    "model.heads": (_at_least(1), "must be an integer >= 1"),
+    "model.chunk_size": (_at_least(1), "must be an integer >= 1"),
+    "model.window": (lambda v: v in (1, 2), "must be 1 or 2"),
     "model.last_hidden_dim": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
     "model.num_heads": (_at_least(1), "must be an integer >= 1"),
     "model.max_len": (_at_least(1), "must be an integer >= 1"),
@@ -321,6 +331,8 @@ def _check_added_key(key: str, value: Any, base: dict) -> None:
 
 
 def _same_kind(default: Any, value: Any) -> bool:
+    if default == "???":  # a required value without a default: the code that reads it checks it
+        return True
     if default is None or value is None or isinstance(default, str) and default.startswith("${"):
         return True
     if isinstance(value, str) and value.startswith("${"):
@@ -371,6 +383,12 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
             "config: data.tokenizer=bpe needs data.vocab_size (e.g. data.vocab_size=8000)"
         )
     model = full.get("model") or {}
+    if isinstance(model.get("cell"), str):
+        options = {k: model[k] for k in (*CELL_OPTIONS, "weight_drop") if k in model}
+        try:
+            check_cell_options(model["cell"], options, model.get("hidden_dim"))
+        except ValueError as err:
+            raise UserError(f"config: {err}") from None
     out_key = "last_hidden_dim" if model.get("last_hidden_dim") else "hidden_dim"
     if (
         model.get("tie_weights")
@@ -436,6 +454,13 @@ def _composition_error(
         except UserError as typo:
             value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "?")
             return UserError(str(typo).replace(f"{key}='?'", f"{key}={value}"))
+        # Not a typo: a key of the target that this option's file leaves out. Checked as if added with
+        # `+`, it may mean nothing here (model.heads for a minGRU); else Hydra's hint (add a +) stands.
+        added = [f"+{o}" if o.split("=", 1)[0] == key else o for o in overrides]
+        try:
+            validate_overrides(config_name, conf_dir, added)
+        except UserError as refused:
+            return refused
     if "Could not find" in first and "Available options" in text:
         options = [line.strip() for line in text.split("Available options", 1)[1].splitlines()[1:]]
         options = [

@@ -430,7 +430,8 @@ class LanguageModel:
 
 
 def _repeat_hidden(hidden, n: int):  # noqa: ANN001, ANN202
-    """A batch-1 hidden state (L, 1, H), or an LSTM's (h, c) pair, repeated for n rows."""
+    """A batch-1 hidden state repeated for n rows: every state tensor has the batch at dim 1 ((L, 1, H),
+    an LSTM's (h, c) pair, a parallel cell's (1, 1, ...) tensors)."""
     if isinstance(hidden, tuple):
-        return tuple(h.expand(-1, n, -1).contiguous() for h in hidden)
-    return hidden.expand(-1, n, -1).contiguous()
+        return tuple(h.expand(h.size(0), n, *h.shape[2:]).contiguous() for h in hidden)
+    return hidden.expand(hidden.size(0), n, *hidden.shape[2:]).contiguous()

@@ -1,16 +1,31 @@
-"""Plain PyTorch language models: no Lightning, no Hydra, reusable on their own."""
+"""Plain PyTorch language models: no Lightning, no Hydra, reusable on their own.
 
-from rnnlm.models.loss import linear_cross_entropy
-from rnnlm.models.rnn_lm import CELLS, RNNLM, SOFTMAXES, Hidden, detach_hidden, num_parameters
-from rnnlm.models.transformer import TransformerLM
+Names are imported on first use, so a light part (the cells' key table that the config check reads)
+can be imported without torch.
+"""
 
-__all__ = [
-    "CELLS",
-    "RNNLM",
-    "SOFTMAXES",
-    "Hidden",
-    "TransformerLM",
-    "detach_hidden",
-    "linear_cross_entropy",
-    "num_parameters",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CELLS": "rnnlm.models.rnn_lm",
+    "RNNLM": "rnnlm.models.rnn_lm",
+    "SOFTMAXES": "rnnlm.models.rnn_lm",
+    "Hidden": "rnnlm.models.rnn_lm",
+    "detach_hidden": "rnnlm.models.rnn_lm",
+    "num_parameters": "rnnlm.models.rnn_lm",
+    "TransformerLM": "rnnlm.models.transformer",
+    "linear_cross_entropy": "rnnlm.models.loss",
+    "linear_scan": "rnnlm.models.scan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rnnlm.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
+
+__all__ = sorted(_WHERE)

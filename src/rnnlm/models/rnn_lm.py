@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.adaptive import TiedAdaptiveSoftmax
+from rnnlm.models.cells.keys import PARALLEL_CELLS, check_cell_options
+from rnnlm.models.cells.stack import CellStack
 from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
@@ -87,12 +89,31 @@ class RNNLM(nn.Module):
         init_range: float | None = None,
         last_hidden_dim: int | None = None,
         forget_bias: float | None = None,
+        scan: str | None = None,
+        block: bool | None = None,
+        conv_kernel: int | None = None,
+        mlp_mult: float | None = None,
+        heads: int | None = None,
+        chunk_size: int | None = None,
+        window: int | None = None,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
+        if cell not in CELLS and cell not in PARALLEL_CELLS:
             raise ValueError(
-                f"model.cell={cell!r} is not a known cell; choose one of {sorted(CELLS)}"
+                f"model.cell={cell!r} is not a known cell; choose one of "
+                f"{sorted(CELLS) + list(PARALLEL_CELLS)}"
             )
+        cell_options = dict(
+            scan=scan,
+            block=block,
+            conv_kernel=conv_kernel,
+            mlp_mult=mlp_mult,
+            heads=heads,
+            chunk_size=chunk_size,
+            window=window,
+            weight_drop=weight_drop,
+        )
+        check_cell_options(cell, cell_options, hidden_dim)
         for name, value in (
             ("vocab_size", vocab_size),
             ("embedding_dim", embedding_dim),
@@ -157,7 +178,6 @@ class RNNLM(nn.Module):
                 "model.sparse_embedding=true cannot be combined with model.tie_weights=true (the tied "
                 "decoder needs a dense gradient): set one of them to false"
             )
-        rnn_cls, extra = CELLS[cell]
         self.cell = cell
         self.vocab_size = vocab_size
         self.num_layers = num_layers
@@ -188,13 +208,22 @@ class RNNLM(nn.Module):
         self._penalty: Tensor | None = None
         self.embedding = nn.Embedding(vocab_size, embedding_dim, sparse=sparse_embedding)
         # Time-major inside (T, B, .): the layout the RNN kernels use, so no transposed copies.
-        if self.split_layers:
+        self.stack: CellStack | None = None
+        if cell in PARALLEL_CELLS:  # cells that train in parallel over time (rnnlm/models/cells/)
+            self.split_layers = False
+            self.hidden_dim = hidden_dim
+            self.stack = CellStack(
+                cell, embedding_dim, hidden_dim, num_layers, out_dim, self._between, **cell_options
+            )
+        elif self.split_layers:
+            rnn_cls, extra = CELLS[cell]
             sizes = [hidden_dim] * (num_layers - 1) + [out_dim]
             self.rnns = nn.ModuleList(
                 rnn_cls(n_in, n_out, **extra)
                 for n_in, n_out in zip([embedding_dim, *sizes[:-1]], sizes, strict=True)
             )
         else:
+            rnn_cls, extra = CELLS[cell]
             self.rnn = rnn_cls(
                 embedding_dim,
                 self.hidden_dim,
@@ -237,8 +266,16 @@ class RNNLM(nn.Module):
                         with torch.no_grad():
                             p[h : 2 * h] = self.forget_bias if name.startswith("bias_ih") else 0.0
 
+    def _between(self, x: Tensor) -> Tensor:
+        """Dropout on what one layer of a CellStack hands to the next (locked or element-wise)."""
+        if self.locked:
+            return locked_dropout(x, self.dropout_hidden, self.training, time_dim=0)
+        return drop(x, self.dropout_hidden, self.training)
+
     def init_hidden(self, batch_size: int) -> Hidden:
         weight = self.embedding.weight
+        if self.stack is not None:
+            return self.stack.init_state(batch_size, weight)
         if self.split_layers:
             states = []
             for rnn, _ in self._layers():
@@ -282,7 +319,15 @@ class RNNLM(nn.Module):
         emb = self.embedding(xt)  # (T, B, E)
         if self.dropout_embedding:
             emb = embedding_dropout(emb, xt, self.vocab_size, self.dropout_embedding, self.training)
-        if not self.layerwise:
+        if self.stack is not None:
+            if self.locked:
+                emb = locked_dropout(emb, self.dropout_input, self.training, time_dim=0)
+                raw, hidden = self.stack(emb, hidden)  # (T, B, H)
+                out = locked_dropout(raw, self.dropout, self.training, time_dim=0)
+            else:
+                raw, hidden = self.stack(drop(emb, self.dropout, self.training), hidden)
+                out = drop(raw, self.dropout, self.training)
+        elif not self.layerwise:
             raw, hidden = self.rnn(drop(emb, self.dropout, self.training), hidden)  # (T, B, H)
             out = drop(raw, self.dropout, self.training)
         elif self.locked:
