@@ -40,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cells import bench_cells, render_cells  # noqa: E402
 from corpus import zipf_corpus  # noqa: E402
 from doc import write_section  # noqa: E402
 from startup import bench_refusals, render_refusals  # noqa: E402
@@ -592,6 +593,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
         ]
     if "refuse" in results:
         lines += render_refusals(results["refuse"])
+    if "cells" in results:
+        lines += render_cells(results["cells"])
     return "\n".join(lines)
 
 
@@ -609,7 +612,7 @@ def set_peak_fractions(results: dict) -> None:
         c["ceiling"] = results["peak_gflops"] * 1e9 / reference_flops
 
 
-ALL_CASES = "word,char,tiny,adaptive,tokenize,refuse"
+ALL_CASES = "word,char,tiny,adaptive,tokenize,refuse,cells"
 
 
 def write_doc(text: str, args: argparse.Namespace) -> None:
@@ -724,6 +727,10 @@ def main() -> None:
         write_report(results, args, final=False)
         if "adaptive" in parts:
             results["adaptive"] = bench_adaptive(args, zipf)
+    if "cells" in parts and args.device == "cpu":
+        log("parallel cells against nn.GRU ...")
+        results["cells"] = bench_cells(args.quick, log)
+        write_report(results, args, final=False)
     if "refuse" in parts:
         log("refused commands ...")
         results["refuse"] = bench_refusals(3 if args.quick else 5, log)

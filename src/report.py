@@ -1,6 +1,6 @@
 """Compare the jobs of a multirun: `python src/report.py outputs/train/multiruns/<timestamp>`.
 
-Writes report.md, report.csv and report.png (validation perplexity against training tokens) into that
+Writes report.md, report.csv and report.png (validation perplexity against tokens and time) into that
 folder and prints the table. `latest` picks the newest multirun. See rnnlm/report.py.
 """
 

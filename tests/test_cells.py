@@ -61,10 +61,11 @@ def test_scan_backends_agree_with_the_sequential_reference(backend: str) -> None
 @pytest.mark.parametrize("backend", ["chunked", "log"])
 def test_scan_gradients(backend: str) -> None:
     g = torch.Generator().manual_seed(1)
-    a = (torch.rand(9, 1, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
-    b = torch.randn(9, 1, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(1, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, h: linear_scan(a, b, h, backend), (a, b, h0))
+    for t in (9, 7, 50, 1):  # chunks that divide T, a prime T (one step at a time), one token
+        a = (torch.rand(t, 2, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
+        b = torch.randn(t, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda a, b, h: linear_scan(a, b, h, backend), (a, b, h0))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

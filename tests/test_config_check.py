@@ -40,7 +40,7 @@ CASES = [
         ["model.tie_weights=true", "model.embedding_dim=16", "model.hidden_dim=32"],
         "model.tie_weights=true needs model.embedding_dim == model.hidden_dim (got 16 and 32)",
     ),
-    (["model=foo"], "Could not find 'model/foo'; available options: gru, lstm"),
+    (["model=foo"], "Could not find 'model/foo'; available options: gru, hawk, lstm"),
     # a top-level key without `+`: Hydra refuses it, and the message still names the closest key
     (["lr=0.1"], "lr=0.1 is not a known key of the top level"),
     (["sed=3"], "sed=3 is not a known key of the top level; did you mean seed?"),

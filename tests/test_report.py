@@ -105,7 +105,7 @@ def test_report_of_a_2x2_multirun_with_failed_jobs(sweep_2x2: Path) -> None:
     failures = [line for line in md.splitlines() if line.startswith("- job ")]
     assert len(failures) == 2 and all("(failed): " in f and "tie_weights" in f for f in failures)
     assert "Error in call to target" not in md
-    assert "![validation perplexity against training tokens](report.png)" in md
+    assert "![validation perplexity against training tokens and training time](report.png)" in md
 
     # It prints the table.
     assert "| job | overrides | status |" in proc.stdout
@@ -132,7 +132,7 @@ def test_report_of_a_2x2_multirun_with_failed_jobs(sweep_2x2: Path) -> None:
         assert "data.path=" in rec["all_overrides"]
 
 
-def test_plot_reads_val_ppl_against_tokens_seen_from_tensorboard(sweep_2x2: Path) -> None:
+def test_plot_reads_val_ppl_against_tokens_and_time_from_tensorboard(sweep_2x2: Path) -> None:
     for job in sorted(p for p in sweep_2x2.iterdir() if p.is_dir()):
         curve = val_curve(job)
         if _hidden_dim(job) == 17:
@@ -141,9 +141,10 @@ def test_plot_reads_val_ppl_against_tokens_seen_from_tensorboard(sweep_2x2: Path
         result = _result(job)
         # debug=smoke validates once: one point at (tokens seen, best validation perplexity).
         assert len(curve) == 1, curve
-        tokens, ppl = curve[0]
-        assert tokens == result["tokens_seen"] > 0
-        assert ppl == pytest.approx(result["best_val_ppl"], rel=1e-5)
+        (point,) = curve
+        assert point.tokens == result["tokens_seen"] > 0
+        assert point.ppl == pytest.approx(result["best_val_ppl"], rel=1e-5)
+        assert 0 < point.seconds <= result["wall_time_s"]  # time spent fitting when it validated
     assert plot(build_report(sweep_2x2), sweep_2x2 / "check.png") == 2  # a line per finished job
 
 

@@ -456,7 +456,10 @@ def test_config_options_are_discovered() -> None:
 )
 def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> None:
     overrides = [f"{group}={option}"]
-    if (group, option) == ("data", "text_files") or (group, option[:6]) == ("experiment", "bench_"):
+    if (group, option) == ("data", "text_files") or (group, option[:6]) in (
+        ("experiment", "bench_"),
+        ("experiment", "cells_"),
+    ):
         overrides.append(f"data.path={tmp_path}")  # corpus folders the user names
     with composed(overrides, tmp_path / "out") as cfg:
         # Every interpolation resolves and no mandatory value is left unset.

@@ -134,6 +134,7 @@ RULES: dict[str, Rule] = {
         "must be >= 1 (or -1 for no limit)",
     ),
     "trainer.gradient_clip_val": (_optional(_at_least(0)), "must be >= 0 or null"),
+    "model_budget": (_optional(_at_least(1)), "must be a number of parameters >= 1, or null"),
     "num_samples": (_at_least(1), "must be an integer >= 1 (how many texts generate.py prints)"),
     "max_new_tokens": (_at_least(1), "must be an integer >= 1"),
     "optimized_metric": (

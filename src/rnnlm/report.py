@@ -5,8 +5,8 @@ Writes into the multirun folder:
 - `report.md`: one table row per job (the overrides that differ between jobs, status, parameter count,
   best validation perplexity, test perplexity, tokens per second, wall time), the best job, the errors;
 - `report.csv`: the same rows with the raw numbers, the error message and every override;
-- `report.png`: validation perplexity (`val/ppl`) against training tokens (`train/tokens_seen`), one line
-  per job, read from the jobs' TensorBoard event files.
+- `report.png`: validation perplexity (`val/ppl`) against training tokens (`train/tokens_seen`) and
+  against minutes of training (`train/time_s`), one line per job, read from the jobs' TensorBoard events.
 
 A job's figures come from its `result.json` (rnnlm/training/record.py). Jobs that failed, are still
 running, or never started (a folder with only `.hydra/`, or an empty one) get a row with that status.
@@ -247,9 +247,18 @@ def build_report(folder: Path) -> Report:
 
 
 # -- TensorBoard curves ----------------------------------------------------------------------------
-def val_curve(job_dir: Path) -> list[tuple[float, float]]:
-    """(training tokens, validation perplexity) at each validation of the job, from its TensorBoard
-    events (`train/tokens_seen` is logged at the same step as `val/ppl`)."""
+@dataclass
+class CurvePoint:
+    """One validation of a job: where training stood (tokens, seconds) and the perplexity then."""
+
+    tokens: float
+    seconds: float | None  # `train/time_s`; None in runs written before it was logged
+    ppl: float
+
+
+def val_curve(job_dir: Path) -> list[CurvePoint]:
+    """The job's validations in order, from its TensorBoard events (`train/tokens_seen` and
+    `train/time_s` are logged at the same step as `val/ppl`)."""
     tb = job_dir / "tensorboard"
     if not tb.is_dir():
         return []
@@ -258,7 +267,7 @@ def val_curve(job_dir: Path) -> list[tuple[float, float]]:
         return []
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    by_step: dict[int, tuple[float, float]] = {}
+    by_step: dict[int, CurvePoint] = {}
     for run_dir in run_dirs:
         try:
             acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
@@ -267,64 +276,76 @@ def val_curve(job_dir: Path) -> list[tuple[float, float]]:
             if not {"val/ppl", "train/tokens_seen"} <= tags:
                 continue
             tokens = {e.step: e.value for e in acc.Scalars("train/tokens_seen")}
+            seconds = {}
+            if "train/time_s" in tags:
+                seconds = {e.step: e.value for e in acc.Scalars("train/time_s")}
             for e in acc.Scalars("val/ppl"):
                 if e.step in tokens and math.isfinite(e.value):
-                    by_step[e.step] = (tokens[e.step], e.value)
+                    by_step[e.step] = CurvePoint(tokens[e.step], seconds.get(e.step), e.value)
         except (
             Exception
         ):  # a truncated events file (job killed while writing): plot what is readable
             continue
-    return sorted(by_step.values())
+    return [by_step[step] for step in sorted(by_step)]
 
 
 def plot(report: Report, path: Path) -> int:
-    """Write the validation-perplexity plot; return how many jobs have a line on it."""
+    """Write the validation-perplexity plot, against training tokens (left) and against the wall time
+    spent training (right); return how many jobs have a line on it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
-    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    fig = Figure(figsize=(14, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    by_tokens, by_time = fig.subplots(1, 2, sharey=True)
     lines = 0
     values: list[float] = []
     for job in report.jobs:
         points = val_curve(job.path)
         if not points:
             continue
-        xs, ys = zip(*points, strict=True)
-        values.extend(ys)
+        values.extend(p.ppl for p in points)
         label = f"{job.name}: {job.label}" if job.label else job.name
         if len(label) > 70:
             label = label[:67] + "..."
         if job.status != "finished":
             label += f" ({job.status})"
-        ax.plot(
-            xs,
-            ys,
-            marker="o",
-            markersize=3,
-            linestyle="-" if job.status == "finished" else "--",
-            label=label,
-        )
+        style = {
+            "marker": "o",
+            "markersize": 3,
+            "linestyle": "-" if job.status == "finished" else "--",
+        }
+        (line,) = by_tokens.plot([p.tokens for p in points], [p.ppl for p in points], **style)
+        line.set_label(label)
+        timed = [p for p in points if p.seconds is not None]
+        if timed:
+            by_time.plot(
+                [p.seconds / 60 for p in timed],
+                [p.ppl for p in timed],
+                color=line.get_color(),
+                **style,
+            )
         lines += 1
-    ax.set_xlabel("training tokens (train/tokens_seen)")
-    ax.set_ylabel("validation perplexity (val/ppl)")
-    ax.set_title(f"Validation perplexity: {report.folder.name}")
-    ax.xaxis.set_major_formatter(EngFormatter())
-    ax.grid(True, alpha=0.3)
+    by_tokens.set_xlabel("training tokens (train/tokens_seen)")
+    by_tokens.set_ylabel("validation perplexity (val/ppl)")
+    by_tokens.xaxis.set_major_formatter(EngFormatter())
+    by_time.set_xlabel("minutes of training (train/time_s)")
+    fig.suptitle(f"Validation perplexity: {report.folder.name}")
+    for ax in (by_tokens, by_time):
+        ax.grid(True, alpha=0.3)
     if lines:
         if min(values) > 0 and max(values) / min(values) > 3:
-            ax.set_yscale("log")
-        ax.legend(fontsize="small", loc="upper right")
+            by_tokens.set_yscale("log")
+        by_tokens.legend(fontsize="small", loc="upper right")
     else:
-        ax.text(
+        by_tokens.text(
             0.5,
             0.5,
             "no validation perplexity logged yet",
             ha="center",
             va="center",
-            transform=ax.transAxes,
+            transform=by_tokens.transAxes,
         )
     fig.savefig(path, dpi=110)
     return lines
@@ -423,7 +444,10 @@ def markdown(report: Report, with_plot: bool = True) -> str:
         parts += ["## Jobs that did not finish", ""]
         parts += [f"- job {j.name} ({j.status}): {_md_cell(j.error)}" for j in errors] + [""]
     if with_plot:
-        parts += [f"![validation perplexity against training tokens]({REPORT_PNG})", ""]
+        parts += [
+            f"![validation perplexity against training tokens and training time]({REPORT_PNG})",
+            "",
+        ]
     return "\n".join(parts)
 
 

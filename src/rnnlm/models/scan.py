@@ -46,37 +46,111 @@ def scan_sequential(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
     return torch.stack(out)
 
 
-def _local(a: Tensor, b: Tensor) -> Tensor:
-    """The recurrence of every chunk from a zero state: (N, C, B, D) -> (N, C, B, D), C steps."""
-    h = b[:, 0]
-    out = [h]
-    for t in range(1, a.size(1)):
-        h = torch.addcmul(b[:, t], a[:, t], h)
-        out.append(h)
-    return torch.stack(out, 1)
+def _chunk_size(t: int) -> int:
+    """About sqrt(T), a divisor of T when one is near (no padding of the window), else sqrt(T)."""
+    root = max(1, math.isqrt(t))
+    for c in range(root, max(1, root // 2) - 1, -1):
+        if t % c == 0:
+            return c
+    return root
 
 
-def scan_chunked(a: Tensor, b: Tensor, h0: Tensor, chunk: int | None = None) -> Tensor:
-    """The same recurrence in about 2 sqrt(T) vectorised steps (see the module docstring)."""
+def _chunked(a: Tensor, b: Tensor, h0: Tensor, chunk: int | None = None) -> Tensor:
+    """The chunked scan's arithmetic, without a graph (the gradient is LinearScan.backward's)."""
     t, bsz, d = a.shape
-    c = chunk or max(1, math.isqrt(t))
-    if c >= t:
-        return scan_sequential(a, b, h0)
+    c = chunk or _chunk_size(t)
+    if c >= t or c == 1:
+        return _sequential_into(a, b, h0)
     n = -(-t // c)
     pad = n * c - t
     if pad:  # a = 1, b = 0 after the end: the state passes through unchanged
         a = torch.cat([a, a.new_ones(pad, bsz, d)])
         b = torch.cat([b, b.new_zeros(pad, bsz, d)])
     a4, b4 = a.view(n, c, bsz, d), b.view(n, c, bsz, d)
-    local = _local(a4, b4)  # (N, C, B, D): each chunk from zero
-    decay = torch.cumprod(a4, 1)  # (N, C, B, D): the product of a from the chunk's start to t
-    # The state after chunk k: carry_k = decay_{k, last} * carry_{k-1} + local_{k, last}
-    carries = scan_sequential(decay[:, -1], local[:, -1], h0)  # (N, B, D)
-    entering = torch.cat(
-        [h0.unsqueeze(0), carries[:-1]]
-    )  # (N, B, D): the state each chunk starts from
-    h = torch.addcmul(local, decay, entering.unsqueeze(1))
+    h = torch.empty_like(b4)  # first each chunk's recurrence from zero, then the state carried in
+    decay = torch.empty_like(a4)  # the product of a from the chunk's start to t
+    h[:, 0], decay[:, 0] = b4[:, 0], a4[:, 0]
+    for s in range(1, c):
+        torch.addcmul(b4[:, s], a4[:, s], h[:, s - 1], out=h[:, s])
+        torch.mul(a4[:, s], decay[:, s - 1], out=decay[:, s])
+    entering = torch.empty(
+        n, bsz, d, dtype=h.dtype, device=h.device
+    )  # the state each chunk starts from
+    entering[0] = h0
+    for k in range(1, n):
+        torch.addcmul(h[k - 1, -1], decay[k - 1, -1], entering[k - 1], out=entering[k])
+    h.addcmul_(decay, entering.unsqueeze(1))
     return h.view(n * c, bsz, d)[:t]
+
+
+def _sequential_into(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    h = torch.empty_like(b)
+    prev = h0
+    for s in range(a.size(0)):
+        prev = torch.addcmul(b[s], a[s], prev, out=h[s])
+    return h
+
+
+def _chunked_backward(a: Tensor, grad_h: Tensor) -> Tensor:
+    """g_t = grad_h_t + a_{t+1} g_{t+1} (g after the window's end: 0), chunked like the forward."""
+    t, bsz, d = a.shape
+    c = _chunk_size(t)
+    if c >= t or c == 1 or t % c:  # (a window of no near divisor: the plain loop)
+        g = torch.empty_like(grad_h)
+        g[-1] = grad_h[-1]
+        for s in range(t - 2, -1, -1):
+            torch.addcmul(grad_h[s], a[s + 1], g[s + 1], out=g[s])
+        return g
+    n = t // c
+    a4, gh4 = a.view(n, c, bsz, d), grad_h.view(n, c, bsz, d)
+    g = torch.empty_like(gh4)  # each chunk from its end, with nothing coming in
+    decay = torch.empty_like(a4)  # the product of a from t+1 to the chunk's end
+    g[:, -1] = gh4[:, -1]
+    decay[:, -1] = 1
+    for s in range(c - 2, -1, -1):
+        torch.addcmul(gh4[:, s], a4[:, s + 1], g[:, s + 1], out=g[:, s])
+        torch.mul(a4[:, s + 1], decay[:, s + 1], out=decay[:, s])
+    coming = torch.zeros(n, bsz, d, dtype=g.dtype, device=g.device)  # g arriving at a chunk's end
+    for k in range(n - 2, -1, -1):  # from chunk k+1: a at its start times its full g there
+        full = torch.addcmul(g[k + 1, 0], decay[k + 1, 0], coming[k + 1])
+        torch.mul(a4[k + 1, 0], full, out=coming[k])
+    g.addcmul_(decay, coming.unsqueeze(1))
+    return g.view(t, bsz, d)
+
+
+class LinearScan(torch.autograd.Function):
+    """The chunked scan with its gradient as a scan of its own, backwards in time:
+
+        g_t = dL/dh_t + a_{t+1} g_{t+1},   dL/db_t = g_t,   dL/da_t = g_t h_{t-1},   dL/dh_0 = a_1 g_1
+
+    Autograd through the chunked loop would keep a node per step and, for each step's slice of the
+    window, a zero-filled gradient of the whole window (quadratic in T); this keeps a and h only."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:  # noqa: ANN001
+        with torch.no_grad():
+            h = _chunked(a, b, h0)
+        ctx.save_for_backward(a, h, h0)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        a, h, h0 = ctx.saved_tensors
+        g = _chunked_backward(a, grad_h.contiguous())
+        grad_a = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.empty_like(g)
+            torch.mul(g[1:], h[:-1], out=grad_a[1:])
+            torch.mul(g[0], h0, out=grad_a[0])
+        grad_h0 = a[0] * g[0] if ctx.needs_input_grad[2] else None
+        return grad_a, g if ctx.needs_input_grad[1] else None, grad_h0
+
+
+def scan_chunked(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+    """The same recurrence in about 2 sqrt(T) vectorised steps (see the module docstring)."""
+    if not torch.is_grad_enabled() or not (a.requires_grad or b.requires_grad or h0.requires_grad):
+        return _chunked(a, b, h0)
+    return LinearScan.apply(a.contiguous(), b.contiguous(), h0.contiguous())
 
 
 def _scan_log_positive(log_a_star: Tensor, log_b: Tensor, log_h0: Tensor) -> Tensor:
@@ -119,7 +193,9 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "
         h0 = a.new_zeros(a.shape[1:])
     if a.size(0) == 0:
         return a
-    if backend == "sequential" or a.size(0) == 1:
+    if a.size(0) == 1:  # the step form: one fused multiply-add
+        return torch.addcmul(b, a, h0.unsqueeze(0))
+    if backend == "sequential":
         return scan_sequential(a, b, h0)
     if backend == "log":
         return scan_log(a, b, h0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -98,6 +99,9 @@ class LMModule(L.LightningModule):
             0  # training target tokens over the whole run, all ranks (kept on resume)
         )
         self.tokens_trained_here = 0  # ... in this process's lifetime, for throughput
+        # Wall time spent fitting, over the whole run (kept on resume): the x-axis of `train/time_s`.
+        self.fit_seconds_before = 0.0
+        self._fit_started: float | None = None
         self.windows_done = 0  # training windows done in the current epoch
         self._resume: dict[str, Any] | None = None  # stream position restored from a checkpoint
         self._lr_scale = 1.0  # variable-length BPTT: this step's window length / bptt
@@ -240,6 +244,14 @@ class LMModule(L.LightningModule):
             if swapped_here:
                 self._swap_back()
 
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
+    def fit_seconds(self) -> float:
+        """Seconds spent fitting over the whole run: earlier attempts' and this one's so far."""
+        here = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self.fit_seconds_before + here
+
     def on_validation_epoch_start(self) -> None:
         self.hidden["val"] = None
         self.mean_loss["val_"].reset()
@@ -281,6 +293,7 @@ class LMModule(L.LightningModule):
             # The metric shown next to the hyperparameters in TensorBoard's HPARAMS tab.
             self.log("val/best_ppl", perplexity(self.best_val_loss))
         self.log("train/tokens_seen", float(self.tokens_seen))
+        self.log("train/time_s", self.fit_seconds())
 
     def on_test_epoch_end(self) -> None:
         self._log_split("test")
@@ -433,6 +446,7 @@ class LMModule(L.LightningModule):
             "config": self.config,
             "best_val_loss": self.best_val_loss,
             "tokens_seen": self.tokens_seen,
+            "fit_seconds": self.fit_seconds(),
             # Where the training stream stands, so a mid-epoch checkpoint resumes at the exact window.
             "windows_done": windows_done,
             "train_hidden": hidden,
@@ -490,6 +504,7 @@ class LMModule(L.LightningModule):
         if not fitting and self._trainer is not None:
             return  # testing a checkpoint: the run's counters and stream position stay this run's
         self.tokens_seen = meta.get("tokens_seen", 0)
+        self.fit_seconds_before = float(meta.get("fit_seconds", 0.0))
         self._resume = {
             "windows_done": meta.get("windows_done", 0),
             "hidden": meta.get("train_hidden"),

@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from rnnlm.checkpoint import check_fits
 from rnnlm.cli import CONF_DIR, exit_code, user_message
@@ -29,6 +29,7 @@ from rnnlm.config_check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import EXIT_FAILED, EXIT_FINISHED, RunInterrupted, UserError, exit_interrupted
 from rnnlm.training import run_folder
+from rnnlm.training.budget import fit_budget
 from rnnlm.training.callbacks import TokensPerSecond
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
 from rnnlm.training.interrupts import StopAtStepBoundary, StopSignals
@@ -275,6 +276,11 @@ def _fit_and_test(
     datamodule.check_layout()
 
     config = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.get("model_budget"):  # the width that gives the model about this many parameters
+        config["model"], count = fit_budget(config["model"], tokenizer.vocab_size, cfg.model_budget)
+        with open_dict(cfg):
+            cfg.model = config["model"]  # what TensorBoard's HPARAMS shows
+        log.info("model_budget=%s: %s parameters", f"{cfg.model_budget:,}", f"{count:,}")
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     detect_nonfinite = bool(trainer_cfg.pop("detect_nonfinite", True))
     if cfg.data.get("variable_bptt"):
@@ -292,6 +298,8 @@ def _fit_and_test(
     module.corpus_fingerprint = datamodule.corpus_fingerprint
     kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
+    if launch_rank() == 0:  # printed: a sweep's runs compare by it
+        print(f"model:              {kind}, {module.num_parameters:,} parameters", flush=True)
     checkpoint_io = AtomicCheckpointIO()
     if resumed:  # check the checkpoint against this model and corpus before the run's files change
         ckpt = checkpoint_io.preload(ckpt_path)
