@@ -28,7 +28,7 @@ report: install ## compare a multirun's jobs: RUN=outputs/train/multiruns/<times
 	@test -n "$(RUN)" || { echo "error: say which multirun: make report RUN=outputs/train/multiruns/<timestamp> (or RUN=latest)" >&2; exit 2; }
 	$(PY) src/report.py "$(RUN)"
 
-bench-quality: install ## quality in a time budget (about 60 min on 2 cores): word 15 min x 2, char 20 min, then scoring with test-time adaptation -> docs/benchmarks.md; ARGS="--quick" for a smoke run
+bench-quality: install ## quality in a time budget (about 100 min on 2 cores): word 15 min x 3, char 20 min x 2 (the recipes, a parallel cell), then scoring with test-time adaptation -> docs/benchmarks.md; ARGS="--quick" for a smoke run
 	$(PY) bench/quality.py $(ARGS)
 
 # Test workers (pytest-xdist): most tests are subprocess runs that spend their time importing torch and

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The throughput benchmark on one CUDA GPU, in at most 5 minutes: bench/reference.py (the classic loop,
+# The throughput benchmark on one CUDA GPU, in at most 9 minutes: bench/reference.py (the classic loop,
 # fp32, as the example runs on a GPU) against rnnlm (`trainer=gpu`: cuDNN RNNs, bf16 mixed precision),
 # both with a larger batch than the CPU benchmark, alternating over 3 rounds for the word, char and tiny
-# cases. Writes benchmarks-gpu.md and results-gpu.json into $BENCH_OUT (default outputs/bench/).
+# cases; then bench/cells.py --device cuda, one layer of each parallel cell against cuDNN's GRU.
+# Writes benchmarks-gpu.md, results-gpu.json, cells-gpu.md and cells-gpu.json into $BENCH_OUT
+# (default outputs/bench/).
 #
 #   bash bench/gpu.sh                        # from the repository root, or from anywhere
 #   BENCH_OUT=/tmp/gpu-bench bash bench/gpu.sh
@@ -49,6 +51,11 @@ if [[ -s "$BENCH_OUT/benchmarks-gpu.md" ]]; then
     say "table: $BENCH_OUT/benchmarks-gpu.md"
     cat "$BENCH_OUT/benchmarks-gpu.md"
 fi
+CELLS_LIMIT_S=${BENCH_GPU_CELLS_LIMIT_S:-240}
+say "running bench/cells.py --device cuda: one layer of each parallel cell against cuDNN's GRU (limit ${CELLS_LIMIT_S}s)"
+timeout --signal=INT "$CELLS_LIMIT_S" "$PY" bench/cells.py --device cuda --out "$BENCH_OUT/cells-gpu.json" \
+    > "$BENCH_OUT/cells-gpu.md" || status=$?
+[[ -s "$BENCH_OUT/cells-gpu.md" ]] && cat "$BENCH_OUT/cells-gpu.md"
 if [[ $status -ne 0 ]]; then
     say "bench/run.py stopped with status $status (124/130: the time limit; the table above holds the cases that finished)"
     exit "$status"

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from cells import bench_cells, render_cells  # noqa: E402
 from corpus import zipf_corpus  # noqa: E402
 from doc import write_section  # noqa: E402
+from peak import matmul_peak  # noqa: E402
 from startup import bench_refusals, render_refusals  # noqa: E402
 
 
@@ -177,35 +178,6 @@ def machine(device: str) -> dict:
     except ImportError:
         pass
     return info
-
-
-def matmul_peak(device: str, dtype_name: str = "float32", seconds: float = 2.0) -> float:
-    """Best achieved GFLOP/s of a large square matrix multiply (this machine's practical peak)."""
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    n = 2048 if device == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    c = torch.empty(n, n, device=device, dtype=dtype)
-
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    torch.mm(a, b, out=c)
-    sync()
-    best = 0.0
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        reps = 3 if device == "cpu" else 20
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=c)
-        sync()
-        dt = time.perf_counter() - t0
-        best = max(best, 2 * n**3 * reps / dt / 1e9)
-    return best
 
 
 def flops_per_token(case: Case, vocab: int) -> float:

@@ -111,8 +111,12 @@ def test_bench_quick(tmp_path):
         results["tokenize"]["word"]["second"]["data_s"]
         < results["tokenize"]["word"]["first"]["data_s"]
     )
+    cells = results["cells"]["train"]["128"]
+    assert all(c["ratio"] > 0 and c["params"] > 0 for c in cells.values())
+    assert set(results["cells"]["gen"]) == {"gru", *cells}
     table = (tmp_path / "bench" / "benchmarks.md").read_text()
     assert "| case |" in table and "BENCH_QUICK=1" in table
+    assert "Parallel cells against nn.GRU" in table
 
 
 def test_each_benchmark_rewrites_only_its_own_section_of_the_doc(tmp_path):

@@ -13,6 +13,19 @@ import pytest
 from conftest import REPO_ROOT, run_train_script, run_train_script_cases, tiny_overrides
 
 NEW_CELLS = ["mingru", "minlstm", "qrnn", "hawk", "mlstm"]
+# docs/cells.md's single-run commands (its sweep is test_budget.py's), run at tiny sizes
+DOC_COMMANDS = [
+    line.split("#")[0].split()[2:]
+    for line in (REPO_ROOT / "docs" / "cells.md").read_text().splitlines()
+    if line.startswith("python src/train.py ") and " -m " not in line
+]
+
+
+def _doc_case(command: list[str], corpus: Path, out: Path) -> list[str]:
+    """The command with tiny sizes for what it does not set itself."""
+    keys = {o.split("=", 1)[0] for o in command}
+    tiny = [o for o in tiny_overrides(corpus) if o.split("=", 1)[0] not in keys]
+    return [*tiny, *command, "callbacks.text_sample.max_new_tokens=5", f"hydra.run.dir={out}"]
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +38,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[
                "callbacks.text_sample.max_new_tokens=5", f"hydra.run.dir={root / cell}"]
         for cell in NEW_CELLS
     }  # fmt: skip
+    assert len(DOC_COMMANDS) == 3, DOC_COMMANDS
+    for n, command in enumerate(DOC_COMMANDS):
+        cases[f"doc{n}"] = _doc_case(command, corpus_dir, root / f"doc{n}")
     for cell, out in run_train_script_cases(cases, root / "cases").items():
         assert out.returncode == 0, (cell, out.stderr[-2000:])
-        assert f"model: {cell}," in out.stderr + out.stdout
+        if cell in NEW_CELLS:
+            assert f"model: {cell}," in out.stderr + out.stdout
     return {cell: root / cell / "checkpoints" / "best.ckpt" for cell in NEW_CELLS}
 
 

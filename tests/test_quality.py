@@ -696,6 +696,7 @@ def test_every_experiment_trains_a_few_steps(
             "data.eval_batch_size=4",
             "model.last_hidden_dim=16",
             "model.adaptive_cutoffs=[4,8]",  # for the recipes with an adaptive softmax
+            "model_budget=null",  # the cells presets: tiny like the rest (test_budget.py sizes them)
             "trainer.max_epochs=1",
             "test=false",
         ],
@@ -800,6 +801,8 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
         "experiment=pytorch_example",
         "experiment=wt2_budget",
         "experiment=tinyshakespeare_char",
+        "experiment=cells_word model=mingru",
+        "experiment=cells_char model=mingru",
     ):
         assert name in text
     assert (
@@ -807,11 +810,26 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
         and "char level, training alone:" in text
     )
     assert "+ continuous cache (window" in text and "+ dynamic evaluation (lr" in text
+    assert (
+        "word level, mingru (experiment=cells_word model=mingru): perplexity / wt2_budget's" in text
+    )
+    assert "char level, mingru: " in text and "(target <= 1.38:" in text
 
 
 def test_bench_quality_variant_rows_name_their_overrides(corpus_dir: Path, tmp_path: Path) -> None:
-    args = ["--only", "rnnlm-char", "--set", "model.dropout=0.3", "--no-adaptation"]
+    # docs/cells.md's `make bench-quality ARGS="--only cells --cell mingru"`, with another cell
+    args = [
+        "--only",
+        "char,cells",
+        "--cell",
+        "qrnn",
+        "--set",
+        "model.dropout=0.3",
+        "--no-adaptation",
+    ]
     text = _bench_quality_quick(corpus_dir, tmp_path / "quality.md", *args)
     # the variant's row says what it changed; --no-adaptation leaves out the dynamic-evaluation row
     assert "| rnnlm (experiment=tinyshakespeare_char) with model.dropout=0.3 | char |" in text
+    assert "| qrnn (experiment=cells_char model=qrnn) with model.dropout=0.3 | char |" in text
+    assert "| qrnn (experiment=cells_word model=qrnn) with model.dropout=0.3 | word |" in text
     assert "+ dynamic evaluation (lr" not in text

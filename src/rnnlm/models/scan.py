@@ -5,7 +5,7 @@
 Time-major, like the recurrent kernels and the rest of RNNLM's insides.
 
 A classic RNN cannot be computed in parallel over time because a_t depends on h_{t-1}. In the cells of
-rnnlm/models/cells.py a_t and b_t depend on the inputs only, so the whole window's recurrence is this
+rnnlm/models/cells/ a_t and b_t depend on the inputs only, so the whole window's recurrence is this
 scan, and the only sequential part is cheap element-wise arithmetic. Backends (`model.scan`):
 
 - `sequential`: the reference, one step per token (T small steps; what `step` does for generation).
@@ -23,7 +23,8 @@ scan, and the only sequential part is cheap element-wise arithmetic. Backends (`
   element-wise op); on a CPU, where the chunked scan's steps are already single vectorised loops, it
   is the chunked scan.
 
-All backends agree to float rounding (tests/test_scan.py); gradients flow through each by autograd.
+All backends agree to float rounding (tests/test_cells.py). The chunked scan has its own backward, a
+scan of the same shape backwards in time (LinearScan); the others' gradients are autograd's.
 """
 
 from __future__ import annotations
@@ -73,9 +74,8 @@ def _chunked(a: Tensor, b: Tensor, h0: Tensor, chunk: int | None = None) -> Tens
     for s in range(1, c):
         torch.addcmul(b4[:, s], a4[:, s], h[:, s - 1], out=h[:, s])
         torch.mul(a4[:, s], decay[:, s - 1], out=decay[:, s])
-    entering = torch.empty(
-        n, bsz, d, dtype=h.dtype, device=h.device
-    )  # the state each chunk starts from
+    # the state each chunk starts from
+    entering = torch.empty(n, bsz, d, dtype=h.dtype, device=h.device)
     entering[0] = h0
     for k in range(1, n):
         torch.addcmul(h[k - 1, -1], decay[k - 1, -1], entering[k - 1], out=entering[k])

@@ -38,9 +38,7 @@ class _MinRNN(Recurrence):
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        a, b = self.coefficients(
-            at_least_fp32(self.proj(x))
-        )  # the recurrence in float32 under autocast
+        a, b = self.coefficients(at_least_fp32(self.proj(x)))  # in float32 under autocast
         h = linear_scan(a, b, state_rows(state, 0), self.scan)  # (T, B, H)
         return h.to(x.dtype), (h[-1:],)
 
@@ -58,9 +56,10 @@ class MinLSTM(_MinRNN):
 
     def coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         f, i, candidate = pre.chunk(3, -1)
-        log_f, log_i = F.logsigmoid(f), F.logsigmoid(i)
-        total = torch.logaddexp(log_f, log_i)  # log(f + i), without dividing small numbers
-        return torch.exp(log_f - total), torch.exp(log_i - total) * g(candidate)
+        # f / (f + i) = sigmoid(log f - log i), and log sigmoid(x) = -softplus(-x): no division of
+        # small numbers, and i' from its own sigmoid (1 - f' would lose it where f' is near 1)
+        d = F.softplus(-i) - F.softplus(-f)  # log f - log i
+        return torch.sigmoid(d), torch.sigmoid(-d) * g(candidate)
 
 
 __all__ = ["MinGRU", "MinLSTM"]

@@ -29,9 +29,8 @@ from torch import Tensor, nn
 from rnnlm.models.cells.base import Recurrence, State, at_least_fp32
 from rnnlm.models.cells.keys import check_heads
 
-NO_INPUT = (
-    -1e4
-)  # i~ of the padding after a window's end: exp(i~ - m) is 0, the memory passes unchanged
+# i~ of the padding after a window's end: exp(i~ - m) is 0, the memory passes unchanged
+NO_INPUT = -1e4
 
 
 def recurrent(
@@ -79,9 +78,7 @@ def chunkwise(
     q, k, v = (z.view(bsz, heads, nc, L, d) for z in (q, k, v))
     i, log_f = i.view(bsz, heads, nc, L), log_f.view(bsz, heads, nc, L)
 
-    F_in = torch.cumsum(
-        log_f, -1
-    )  # (B, H, N, L): log of the forget product since the chunk's start
+    F_in = torch.cumsum(log_f, -1)  # (B, H, N, L): log of the forget product since chunk start
     F_end = F_in[..., -1]  # (B, H, N)
     # Each token's weight in its chunk's contribution to the memory at the chunk's end (log space).
     w = F_end[..., None] - F_in + i  # (B, H, N, L)
