@@ -62,23 +62,34 @@ def test_a_new_cell_loads_scores_generates_embeds_and_ranks(trained: dict, cell:
     assert sorted(r.candidate for r in ranked) == ["ran on a mat", "sat"]
 
 
-def test_the_commands_read_a_new_cells_checkpoint(trained: dict, corpus_dir: Path) -> None:
-    ckpt = trained["hawk"]
+def _run_script(script: str, ckpt: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, f"src/{script}", f"ckpt_path={ckpt}", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
 
-    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, f"src/{script}", f"ckpt_path={ckpt}", *args],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-        )  # fmt: skip
 
-    out = run("eval.py")
-    assert out.returncode == 0 and "| test |" in out.stdout, out.stderr[-2000:]
-    out = run("generate.py", "prompt=the", "max_new_tokens=10", "seed=1")
-    assert out.returncode == 0 and out.stdout.startswith("the"), out.stderr[-2000:]
+def test_rank_reads_a_new_cells_checkpoint(trained: dict) -> None:
     # The README's own syntax: a list in Hydra's syntax (a JSON string works too).
-    out = run("rank.py", "context='the cat'", 'candidates=["sat", "ran", "the big"]')
+    out = _run_script(
+        "rank.py", trained["hawk"], "context='the cat'", 'candidates=["sat", "ran", "the big"]'
+    )
     assert out.returncode == 0 and "'the big'" in out.stdout, out.stderr[-2000:]
-    out = run("search.py", f"corpus={corpus_dir / 'valid.txt'}", "query=red car", "top_k=2")
+
+
+@pytest.mark.slow
+def test_eval_generate_and_search_read_a_new_cells_checkpoint(
+    trained: dict, corpus_dir: Path
+) -> None:
+    """The same code paths as LanguageModel's (tested above), through each command's entry point."""
+    ckpt = trained["hawk"]
+    out = _run_script("eval.py", ckpt)
+    assert out.returncode == 0 and "| test |" in out.stdout, out.stderr[-2000:]
+    out = _run_script("generate.py", ckpt, "prompt=the", "max_new_tokens=10", "seed=1")
+    assert out.returncode == 0 and out.stdout.startswith("the"), out.stderr[-2000:]
+    out = _run_script(
+        "search.py", ckpt, f"corpus={corpus_dir / 'valid.txt'}", "query=red car", "top_k=2"
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 

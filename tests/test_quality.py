@@ -732,6 +732,7 @@ def test_bad_quality_settings_are_refused(overrides: list[str], needle: str) -> 
 # ==================================================================================================
 # DDP (subprocesses): weight drop with LSTM and GRU, two CPU ranks
 # ==================================================================================================
+@pytest.mark.slow  # DDP itself is in the default suite (test_train_e2e's shards test)
 def test_weight_drop_under_ddp_cpu(corpus_dir: Path, tmp_path: Path) -> None:
     procs = {}
     for cell in CELLS:
@@ -792,6 +793,7 @@ def _bench_quality_quick(corpus: Path, out: Path, *args: str) -> str:
     return out.read_text()
 
 
+@pytest.mark.slow  # the harness's parts are in the default suite by the variant test below
 def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "quality.md"
     out.write_text("# Quality\n\nkept text\n")
