@@ -6,8 +6,7 @@ Lightning are loaded (the config check at start-up does).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rnnlm.lazy import lazy_getattr
 
 _WHERE = {
     "LMDataModule": "rnnlm.data.datamodule",
@@ -25,10 +24,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'rnnlm.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = sorted(_WHERE)

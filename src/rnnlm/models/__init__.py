@@ -6,8 +6,7 @@ can be imported without torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rnnlm.lazy import lazy_getattr
 
 _WHERE = {
     "CELLS": "rnnlm.models.rnn_lm",
@@ -22,10 +21,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'rnnlm.models' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = sorted(_WHERE)

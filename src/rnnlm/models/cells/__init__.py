@@ -16,8 +16,7 @@ first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rnnlm.lazy import lazy_getattr
 
 _WHERE = {
     "CellStack": "rnnlm.models.cells.stack",
@@ -29,10 +28,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'rnnlm.models.cells' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = sorted(_WHERE)
