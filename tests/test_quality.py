@@ -793,7 +793,7 @@ def _bench_quality_quick(corpus: Path, out: Path, *args: str) -> str:
     return out.read_text()
 
 
-@pytest.mark.slow  # the harness's parts are in the default suite by the variant test below
+@pytest.mark.slow  # the benchmark harness, like test_bench.py's; `make test-slow` runs it
 def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "quality.md"
     out.write_text("# Quality\n\nkept text\n")
@@ -818,6 +818,7 @@ def test_bench_quality_quick_writes_its_table(corpus_dir: Path, tmp_path: Path) 
     assert "char level, mingru: " in text and "(target <= 1.38:" in text
 
 
+@pytest.mark.slow
 def test_bench_quality_variant_rows_name_their_overrides(corpus_dir: Path, tmp_path: Path) -> None:
     # docs/cells.md's `make bench-quality ARGS="--only cells --cell mingru"`, with another cell
     args = [
