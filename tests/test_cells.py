@@ -61,7 +61,8 @@ def test_scan_backends_agree_with_the_sequential_reference(backend: str) -> None
 @pytest.mark.parametrize("backend", ["chunked", "log"])
 def test_scan_gradients(backend: str) -> None:
     g = torch.Generator().manual_seed(1)
-    for t in (9, 7, 50, 1):  # chunks that divide T, a prime T (one step at a time), one token
+    for t in (9, 7, 50, 23, 1):  # chunks dividing T, a prime T (one step at a time), a padded
+        # last chunk (23: chunks of 4), one token
         a = (torch.rand(t, 2, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05).requires_grad_()
         b = torch.randn(t, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
         h0 = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)

@@ -95,13 +95,17 @@ def _chunked_backward(a: Tensor, grad_h: Tensor) -> Tensor:
     """g_t = grad_h_t + a_{t+1} g_{t+1} (g after the window's end: 0), chunked like the forward."""
     t, bsz, d = a.shape
     c = _chunk_size(t)
-    if c >= t or c == 1 or t % c:  # (a window of no near divisor: the plain loop)
+    if c >= t or c == 1:
         g = torch.empty_like(grad_h)
         g[-1] = grad_h[-1]
         for s in range(t - 2, -1, -1):
             torch.addcmul(grad_h[s], a[s + 1], g[s + 1], out=g[s])
         return g
-    n = t // c
+    n = -(-t // c)
+    pad = n * c - t
+    if pad:  # as the forward pads: no gradient arrives from after the end, so g is 0 there
+        a = torch.cat([a, a.new_ones(pad, bsz, d)])
+        grad_h = torch.cat([grad_h, grad_h.new_zeros(pad, bsz, d)])
     a4, gh4 = a.view(n, c, bsz, d), grad_h.view(n, c, bsz, d)
     g = torch.empty_like(gh4)  # each chunk from its end, with nothing coming in
     decay = torch.empty_like(a4)  # the product of a from t+1 to the chunk's end
@@ -115,7 +119,7 @@ def _chunked_backward(a: Tensor, grad_h: Tensor) -> Tensor:
         full = torch.addcmul(g[k + 1, 0], decay[k + 1, 0], coming[k + 1])
         torch.mul(a4[k + 1, 0], full, out=coming[k])
     g.addcmul_(decay, coming.unsqueeze(1))
-    return g.view(t, bsz, d)
+    return g.view(n * c, bsz, d)[:t]
 
 
 class LinearScan(torch.autograd.Function):

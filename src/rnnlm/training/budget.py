@@ -4,7 +4,8 @@ The width that scales is `hidden_dim` for a recurrent model (and `embedding_dim`
 decoder is tied to the embedding), `embedding_dim` for the Transformer. The width is the multiple of
 8 (the matrix kernels' preference) and of the heads, if any, whose count is nearest N; where none is
 within 5% (small models, where 8 is a coarse step), any multiple of the heads; a count still more than
-5% away (the depth or the vocabulary alone takes more) is refused. The models are built on the meta device: no memory, no time.
+5% away (the depth or the vocabulary alone takes more) is refused. The models are built on the meta
+device: no memory, no time.
 """
 
 from __future__ import annotations
