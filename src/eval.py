@@ -1,18 +1,9 @@
-"""Score a checkpoint: `python src/eval.py ckpt_path=<file> [data.path=<folder>] [eval.batch_size=N]`."""
+"""Score a checkpoint: `python src/eval.py ckpt_path=<file> [data.path=<folder>] [eval.batch_size=N]` (`rnnlm-eval`).
 
-import hydra
-from omegaconf import DictConfig
+A shim for running from a checkout; the command itself is rnnlm.cli.eval_cli (configs: rnnlm/conf/eval.yaml).
+"""
 
-from rnnlm.cli import prepare_argv, run_task
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
-def main(cfg: DictConfig) -> dict:
-    from rnnlm.evaluate import evaluate  # heavy (torch, Lightning): after the config is checked
-
-    return run_task(evaluate, cfg)
-
+from rnnlm.cli import eval_cli
 
 if __name__ == "__main__":
-    prepare_argv("eval")
-    main()
+    eval_cli()

@@ -1,18 +1,9 @@
-"""Likelihood ranking: `python src/rank.py ckpt_path=<file> context="..." candidates='["a", "b"]'`."""
+"""Likelihood ranking: `python src/rank.py ckpt_path=<file> context="..." candidates='["a", "b"]'` (`rnnlm-rank`).
 
-import hydra
-from omegaconf import DictConfig
+A shim for running from a checkout; the command itself is rnnlm.cli.rank_cli (configs: rnnlm/conf/rank.yaml).
+"""
 
-from rnnlm.cli import prepare_argv, run_task
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="rank")
-def main(cfg: DictConfig) -> list:
-    from rnnlm.applications.rank import rank  # heavy (torch): after the config is checked
-
-    return run_task(rank, cfg)
-
+from rnnlm.cli import rank_cli
 
 if __name__ == "__main__":
-    prepare_argv("rank")
-    main()
+    rank_cli()

@@ -1,18 +1,9 @@
-"""Semantic search: `python src/search.py ckpt_path=<file> corpus=<file or folder> query="..." top_k=5`."""
+"""Semantic search: `python src/search.py ckpt_path=<file> corpus=<file or folder> query="..."` (`rnnlm-search`).
 
-import hydra
-from omegaconf import DictConfig
+A shim for running from a checkout; the command itself is rnnlm.cli.search_cli (configs: rnnlm/conf/search.yaml).
+"""
 
-from rnnlm.cli import prepare_argv, run_task
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
-def main(cfg: DictConfig) -> list:
-    from rnnlm.applications.search import search  # heavy (torch): after the config is checked
-
-    return run_task(search, cfg)
-
+from rnnlm.cli import search_cli
 
 if __name__ == "__main__":
-    prepare_argv("search")
-    main()
+    search_cli()

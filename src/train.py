@@ -1,18 +1,9 @@
-"""Train a language model: `python src/train.py model=lstm optim=sgd` (see conf/train.yaml)."""
+"""Train a language model: `python src/train.py model=lstm optim=sgd` (installed as `rnnlm-train`).
 
-import hydra
-from omegaconf import DictConfig
+A shim for running from a checkout; the command itself is rnnlm.cli.train_cli (configs: rnnlm/conf/train.yaml).
+"""
 
-from rnnlm.cli import prepare_argv, run_task
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    from rnnlm.training.run import train  # heavy (torch, Lightning): after the config is checked
-
-    return run_task(train, cfg)
-
+from rnnlm.cli import train_cli
 
 if __name__ == "__main__":
-    prepare_argv("train")
-    main()
+    train_cli()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO_ROOT / "conf"
+CONF_DIR = REPO_ROOT / "src" / "rnnlm" / "conf"
 TRAIN_SCRIPT = "src/train.py"
 
 # A small closed vocabulary, so word-level runs have a tiny vocabulary and few <unk>.

@@ -28,7 +28,8 @@ from rnnlm.applications.tasks import (
     unigram_choice,
     word_counts,
 )
-from rnnlm.cli import CONF_DIR, run_task
+from rnnlm.cli import run_task
+from rnnlm.config import CONF_DIR
 from rnnlm.data import CharTokenizer, WordTokenizer
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel

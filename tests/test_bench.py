@@ -147,3 +147,81 @@ def test_ceiling_is_rnnlm_at_its_peak_over_the_reference():
     run.set_peak_fractions(gpu)
     assert gpu["cases"][0]["reference_peak_frac"] == pytest.approx(0.5)
     assert gpu["cases"][0]["ceiling"] == pytest.approx(8.0)
+
+
+def test_the_report_is_the_template_filled_in():
+    """bench/render.py: the wording from bench/benchmarks.md.tmpl, the figures from the results (here a
+    quick GPU run with --batch and every table): Markdown line breaks kept, each part in its place."""
+    import argparse
+
+    import render  # bench/render.py
+
+    rounds = [{"reference": {"val_ppl": 150.0}, "rnnlm": {"val_ppl": 151.5}}] * 2
+    case = {
+        "case": "word",
+        "title": "word level",
+        "steps": 100,
+        "warmup": 10,
+        "rounds": rounds,
+        "reference_tps": [10000.0, 12000.0],
+        "rnnlm_tps": [18000.0, 18500.4],
+        "ratio_median": 1.6,
+        "target": 1.5,
+        "reference_peak_frac": 0.05,
+        "rnnlm_peak_frac": 0.081,
+        "ceiling": 20.0,
+        "reference_val_ppl": 150.0,
+        "rnnlm_val_ppl": 151.5,
+        "ppl_diff": 0.01,
+    }
+    first = {"tokens": {"train": 1234567}, "vocab": 250002, "data_s": 12.34, "max_rss_mb": 1536.0}
+    second = {"data_s": 0.5, "max_rss_mb": 600.0}
+    machine = {"cpu": "CPU", "cores": 16, "memory_gb": 128.0, "os": "Linux", "python": "3.11.7",
+               "torch": "2.9", "torch_threads": 16, "gpu": "H200", "cudnn": 91000}  # fmt: skip
+    results = {
+        "command": "bash bench/gpu.sh",
+        "date": "2026-12-02 20:00",
+        "duration_s": 90.0,
+        "load_start": "0.10 0.20 0.30",
+        "load_end": "1.00 1.00 1.00",
+        "machine": machine,
+        "peak_dtype": "bfloat16",
+        "peak_gflops": 600000.4,
+        "peak_gflops_fp32": 50000.0,
+        "batch": 128,
+        "cases": [case],
+        "adaptive": {"full_tps": [1000.0], "adaptive_tps": [3500.0], "ratio_median": 3.5},
+        "tokenize": {
+            "size_mb": 100.2,
+            "char": {"first": first, "second": {**second, "hash_s": 0.25}},
+            "word": {"first": first, "second": second},  # a results.json older than hash_s
+        },
+    }
+    text = render.report(results, argparse.Namespace(device="cuda", quick=True, rounds=2))
+    lines = text.split("\n")
+    assert "Command: `bash bench/gpu.sh`  " in lines and "GPU: H200, cuDNN 91000  " in lines
+    assert "Date: 2026-12-02 20:00, duration 1.5 min  " in lines
+    assert (
+        "Measured bfloat16 matrix-multiply peak: 600000 GFLOP/s (best of repeated 8192-square "
+        "products, this run); float32: 50000 GFLOP/s (the reference computes in float32"
+    ) in text
+    assert "Batch (columns) of every case, both sides: 128." in lines
+    assert (
+        "| word level | 100 (10) | 10,000 / 12,000 | 18,000 / 18,500 | **1.60x** (>= 1.5x, met) | "
+        "5% / 8% | 20.00x | 150.00 / 151.50 (+1.00%) |"
+    ) in lines
+    assert "- word: reference 150.00 / 150.00; rnnlm 151.50 / 151.50" in lines
+    assert "Adaptive / full: **3.5x** (median of rounds; target >= 3x, met)." in lines
+    assert "| char | 1,234,567 | 250,002 | 12.3 s | 1,536 MB | 0.50 s | 0.25 s | 600 MB |" in lines
+    assert (
+        "| word | 1,234,567 | 250,002 | 12.3 s | 1,536 MB | 0.50 s | not measured | 600 MB |"
+        in lines
+    )
+    assert [line for line in lines if line.startswith("#") or line.startswith("**BENCH")] == [
+        "## Speed (`make bench`)",
+        "**BENCH_QUICK=1: a check that the benchmark runs; these figures mean nothing.**",
+        "### Training throughput (steady state)",
+        "### Large vocabulary: adaptive vs full softmax",
+        "### Tokenising a large corpus",
+    ]
+    assert text.endswith("read once per run.\n") and "{" not in text and "%%" not in text

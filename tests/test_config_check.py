@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF_DIR, run_train_script
-from rnnlm.config_check import validate_overrides
+from rnnlm.config.check import validate_overrides
 from rnnlm.errors import UserError
 
 CASES = [

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO_ROOT, run_train_script, write_corpus
 
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "run_279e0ea"

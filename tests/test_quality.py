@@ -567,7 +567,7 @@ def test_data_config_downloads_then_trains(tmp_path: Path) -> None:
 def test_every_standard_corpus_config_names_a_published_location() -> None:
     from omegaconf import OmegaConf
 
-    from rnnlm.config_check import DATASET_NAMES
+    from rnnlm.config.check import DATASET_NAMES
     from rnnlm.data.download import DATASETS
 
     assert set(DATASET_NAMES) == set(DATASETS)
@@ -722,7 +722,7 @@ def test_every_experiment_trains_a_few_steps(
     ],
 )
 def test_bad_quality_settings_are_refused(overrides: list[str], needle: str) -> None:
-    from rnnlm.config_check import validate_overrides
+    from rnnlm.config.check import validate_overrides
     from rnnlm.errors import UserError
 
     with pytest.raises(UserError, match=needle.replace(".", r"\.")):

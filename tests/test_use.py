@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO_ROOT, WORDS, run_train_script, write_corpus
+from conftest import CONF_DIR, REPO_ROOT, WORDS, run_train_script, write_corpus
 from rnnlm import LanguageModel
 from rnnlm.checkpoint import CheckpointError, load_checkpoint
 
@@ -146,7 +146,7 @@ def test_bad_adaptation_settings_are_one_line(trained: dict, tmp_path: Path) -> 
     out = _run("eval", [*args, f"hydra.run.dir={tmp_path}"])
     assert out.returncode != 0 and "cache.tune_on='dev' is not a split" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
-    cfg = OmegaConf.load(REPO_ROOT / "conf" / "eval.yaml")
+    cfg = OmegaConf.load(CONF_DIR / "eval.yaml")
     cfg.cache.window, cfg.dynamic.lr = 50, 0.1
     with pytest.raises(UserError, match="cache.window and dynamic.lr are both set"):
         scorer(cfg, None, None, 4, 8)  # type: ignore[arg-type]

@@ -11,39 +11,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnlm.errors import EXIT_FAILED, EXIT_REFUSED, RunError, UserError
+from rnnlm.config import CONF_DIR
+from rnnlm.errors import UserError, exit_code, user_message
 
 log = logging.getLogger("rnnlm")
 T = TypeVar("T")
-
-# conf/ at the repository root (the package is installed in editable mode from src/).
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-def user_message(err: BaseException) -> str | None:
-    """The one-line message for an error the user can fix (or a known failure such as a full disk), or
-    None for a bug (which keeps its traceback)."""
-    if isinstance(err, InstantiationException) and isinstance(
-        err.__cause__, ValueError | TypeError
-    ):
-        err = err.__cause__
-    if isinstance(err, UserError | RunError | ValueError | OmegaConfBaseException):
-        return " ".join(str(err).split())
-    if type(err).__name__ == "MisconfigurationException":  # Lightning's word for a bad setting
-        return " ".join(str(err).split())
-    return None
-
-
-def exit_code(err: BaseException) -> int:
-    """The exit status for an error (rnnlm.errors): 2 for bad input, 1 for a failed run."""
-    if isinstance(err, InstantiationException) and err.__cause__ is not None:
-        err = err.__cause__
-    return int(getattr(err, "exit_code", EXIT_REFUSED if user_message(err) else EXIT_FAILED))
 
 
 def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
@@ -81,7 +57,7 @@ def prepare_argv(config_name: str = "train") -> None:
     (commands with Hydra flags, -m, --cfg, ..., are validated per job instead); then claim a run folder
     named on the command line, so a second process cannot write into it.
     """
-    from rnnlm.config_check import validate_overrides
+    from rnnlm.config.check import validate_overrides
 
     try:
         args = sys.argv[1:]

@@ -52,3 +52,31 @@ class RunInterrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return exit_interrupted(self.signum)
+
+
+def _cause_of_instantiation(err: BaseException) -> BaseException:
+    """What Hydra's `instantiate` wrapped: the error the user's config caused."""
+    if type(err).__name__ == "InstantiationException" and err.__cause__ is not None:
+        return err.__cause__
+    return err
+
+
+def user_message(err: BaseException) -> str | None:
+    """The one-line message for an error the user can fix (or a known failure such as a full disk), or
+    None for a bug (which keeps its traceback)."""
+    from omegaconf.errors import OmegaConfBaseException  # light, and not needed by the models
+
+    cause = _cause_of_instantiation(err)
+    if cause is not err and isinstance(cause, ValueError | TypeError):
+        err = cause
+    if isinstance(err, UserError | RunError | ValueError | OmegaConfBaseException):
+        return " ".join(str(err).split())
+    if type(err).__name__ == "MisconfigurationException":  # Lightning's word for a bad setting
+        return " ".join(str(err).split())
+    return None
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit status for an error: 2 for bad input, 1 for a failed run (see the table above)."""
+    err = _cause_of_instantiation(err)
+    return int(getattr(err, "exit_code", EXIT_REFUSED if user_message(err) else EXIT_FAILED))

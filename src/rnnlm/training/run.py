@@ -24,10 +24,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from rnnlm.checkpoint import check_fits
-from rnnlm.cli import CONF_DIR, exit_code, user_message
-from rnnlm.config_check import validate_overrides
+from rnnlm.config import CONF_DIR
+from rnnlm.config.check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
-from rnnlm.errors import EXIT_FAILED, EXIT_FINISHED, RunInterrupted, UserError, exit_interrupted
+from rnnlm.errors import (
+    EXIT_FAILED,
+    EXIT_FINISHED,
+    RunInterrupted,
+    UserError,
+    exit_code,
+    exit_interrupted,
+    user_message,
+)
 from rnnlm.training import run_folder
 from rnnlm.training.budget import fit_budget
 from rnnlm.training.callbacks import TokensPerSecond
