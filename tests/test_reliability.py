@@ -135,7 +135,7 @@ def test_testing_a_checkpoint_keeps_the_runs_counters(fn: str, kept: bool) -> No
     meta = {"tokens_seen": 1200, "windows_done": 3, "train_hidden": None, "rng": None}
     module.on_load_checkpoint({"rnnlm": meta, "state_dict": {}})
     assert module.tokens_seen == (5000 if kept else 1200)
-    assert (module._resume is None) == kept
+    assert (module.streams.resume_state is None) == kept
 
 
 def test_same_seed_same_loss_curve(corpus_dir: Path, tmp_path: Path) -> None:

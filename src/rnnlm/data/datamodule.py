@@ -264,6 +264,17 @@ class LMDataModule(L.LightningDataModule):
             generator=torch.Generator().manual_seed(0),
         )
 
+    def lr_scale(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """The learning-rate factor of a training window: its length / bptt with variable-length BPTT
+        (AWD-LSTM: short windows do not weigh as much as full ones), else 1."""
+        return batch[0].size(1) / self.bptt if self.variable_bptt else 1.0
+
+    @property
+    def trainer_settings(self) -> dict[str, int]:
+        """What the Trainer must do for this layout: variable-length windows are drawn anew each epoch,
+        so the training loader is rebuilt every epoch."""
+        return {"reload_dataloaders_every_n_epochs": 1} if self.variable_bptt else {}
+
     def train_windows(self, epoch: int) -> Windows:
         """This epoch's training windows: fixed, or (variable_bptt) drawn from the seed and the epoch."""
         if not self.variable_bptt:

@@ -167,4 +167,46 @@ def find_nt_asgd(optimizers: Iterable) -> NTASGD | None:
     return None
 
 
-__all__ = ["NTASGD", "find_nt_asgd"]
+def averaging(optimizers: Iterable) -> NTASGD | None:
+    """The NTASGD among `optimizers` once it has started averaging, else None."""
+    opt = find_nt_asgd(optimizers)
+    return opt if opt is not None and opt.averaging else None
+
+
+class AverageSwap:
+    """Validation, test and the training-time samples score the average once averaging has started:
+    it is swapped into the model's parameters for their duration, and the live weights put back."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[Tensor, Tensor]] | None = None  # live weights while swapped out
+        # A checkpoint loaded to test holds the weights to score (the average, if there was one then).
+        self.weights_from_checkpoint = False
+
+    def swap_in(self, optimizers: Iterable, params: Iterable[Tensor]) -> bool:
+        """Swap the average in (where there is one, and it is not in already); True if this call did."""
+        opt = averaging(optimizers)
+        if opt is None or self.saved is not None or self.weights_from_checkpoint:
+            return False
+        self.saved = opt.swap_in(params)
+        return True
+
+    def swap_back(self) -> None:
+        if self.saved is not None:
+            NTASGD.restore(self.saved)
+            self.saved = None
+
+
+def average_into_state_dict(
+    opt: NTASGD, named_params: Iterable[tuple[str, Tensor]], state_dict: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """Put the average into a checkpoint's `state_dict` (what eval/generate load) and return the live
+    weights it replaced, which ride along for an exact resume. Tied weights appear under both names."""
+    live = {}
+    for key, p in named_params:
+        if key in state_dict:
+            live[key] = state_dict[key]
+            state_dict[key] = opt.averaged(p).detach().clone()
+    return live
+
+
+__all__ = ["NTASGD", "AverageSwap", "average_into_state_dict", "averaging", "find_nt_asgd"]

@@ -291,8 +291,7 @@ def _fit_and_test(
         log.info("model_budget=%s: %s parameters", f"{cfg.model_budget:,}", f"{count:,}")
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     detect_nonfinite = bool(trainer_cfg.pop("detect_nonfinite", True))
-    if cfg.data.get("variable_bptt"):
-        trainer_cfg["reload_dataloaders_every_n_epochs"] = 1  # new window lengths each epoch
+    trainer_cfg.update(getattr(datamodule, "trainer_settings", {}))  # e.g. variable-length BPTT's
     module = LMModule(
         model=config["model"],
         optim=config["optim"],
