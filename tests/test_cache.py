@@ -1,12 +1,18 @@
-"""The continuous cache (models/cache.py): the paper's formula, window by window, and src/eval.py's options."""
+"""The continuous cache (adaptation/cache.py): the paper's formula, window by window, and src/eval.py's options."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from rnnlm.adaptation.cache import ContinuousCache, mix
+from rnnlm.adaptation.tuning import (
+    evaluate_stream_cached,
+    evaluate_stream_dynamic,
+    tune_cache,
+    tune_dynamic,
+)
 from rnnlm.models import RNNLM
-from rnnlm.models.cache import ContinuousCache, mix
 
 
 def brute_force_probs(h: torch.Tensor, y: torch.Tensor, window: int, theta: float) -> torch.Tensor:
@@ -85,20 +91,20 @@ def test_cache_scores_a_model_stream_and_tunes() -> None:
     lm = LanguageModel(model, tokenizer=None)  # type: ignore[arg-type]
     ids = torch.randint(0, 50, (40,)).repeat(10)
     plain, count = lm.evaluate_stream(ids, batch_size=2, bptt=8)
-    off, static, count2 = lm.evaluate_stream_cached(ids, 2, 8, ContinuousCache(100, 0.0, 0.0))
+    off, static, count2 = evaluate_stream_cached(lm, ids, 2, 8, ContinuousCache(100, 0.0, 0.0))
     assert count2 == count
     assert off == pytest.approx(plain, rel=1e-5) and static == pytest.approx(plain, rel=1e-5)
-    on, _, _ = lm.evaluate_stream_cached(ids, 2, 8, ContinuousCache(100, 1.0, 0.5))
+    on, _, _ = evaluate_stream_cached(lm, ids, 2, 8, ContinuousCache(100, 1.0, 0.5))
     assert on != pytest.approx(plain, rel=1e-3)
-    theta, lam, losses = lm.tune_cache(ids, 2, 8, 100, [0.0, 1.0], [0.0, 0.5, 0.9])
+    theta, lam, losses = tune_cache(lm, ids, 2, 8, 100, [0.0, 1.0], [0.0, 0.5, 0.9])
     assert len(losses) == 6 and losses[(theta, lam)] == min(losses.values())
     assert losses[(1.0, 0.5)] == pytest.approx(on / count, rel=1e-5)
     assert losses[(0.0, 0.0)] == pytest.approx(plain / count, rel=1e-5)
 
 
 def test_dynamic_evaluation_scores_before_it_learns_and_restores_the_weights() -> None:
+    from rnnlm.adaptation.dynamic import dynamic_nll
     from rnnlm.lm import LanguageModel
-    from rnnlm.models.dynamic import dynamic_nll
 
     torch.manual_seed(0)
     model = RNNLM(30, cell="gru", embedding_dim=8, hidden_dim=16, num_layers=2, dropout=0.3)
@@ -106,9 +112,9 @@ def test_dynamic_evaluation_scores_before_it_learns_and_restores_the_weights() -
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = torch.randint(0, 30, (12,)).repeat(20)  # a passage that repeats: worth learning
     plain, count = lm.evaluate_stream(ids, batch_size=2, bptt=6)
-    zero, count0 = lm.evaluate_stream_dynamic(ids, 2, 6, lr=0.0)
+    zero, count0 = evaluate_stream_dynamic(lm, ids, 2, 6, lr=0.0)
     assert count0 == count and zero == pytest.approx(plain, rel=1e-6)  # lr 0: the static model
-    adapted, _ = lm.evaluate_stream_dynamic(ids, 2, 6, lr=1.0, decay=0.01)
+    adapted, _ = evaluate_stream_dynamic(lm, ids, 2, 6, lr=1.0, decay=0.01)
     assert adapted < 0.95 * plain
     assert model.training  # mode restored (it was built in train mode)
     for k, v in model.state_dict().items():
@@ -120,7 +126,7 @@ def test_dynamic_evaluation_scores_before_it_learns_and_restores_the_weights() -
     assert first == pytest.approx(float(model.nll(x, y, None, "sum")[0].detach()), rel=1e-6)
     with pytest.raises(ValueError, match="dynamic.decay"):
         dynamic_nll(model, [], lr=0.1, decay=2.0)
-    best_lr, best_decay, losses = lm.tune_dynamic(ids, 2, 6, [0.0, 1.0], [0.0])
+    best_lr, best_decay, losses = tune_dynamic(lm, ids, 2, 6, [0.0, 1.0], [0.0])
     assert best_lr == 1.0 and losses[(0.0, 0.0)] == pytest.approx(plain / count, rel=1e-6)
 
 

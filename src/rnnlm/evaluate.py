@@ -12,6 +12,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from rnnlm.adaptation.cache import ContinuousCache
+from rnnlm.adaptation.dynamic import check_settings
+from rnnlm.adaptation.tuning import (
+    evaluate_stream_cached,
+    evaluate_stream_dynamic,
+    tune_cache,
+    tune_dynamic,
+)
 from rnnlm.checkpoint import build_from_checkpoint
 from rnnlm.data.datamodule import LMDataModule
 from rnnlm.data.layout import check_fits
@@ -19,8 +27,6 @@ from rnnlm.data.sources import SPLITS
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
-from rnnlm.models.cache import ContinuousCache
-from rnnlm.models.dynamic import check_settings
 from rnnlm.training.metrics import LN2
 
 # The data module a checkpoint's data config may ask for (nothing else is built from one).
@@ -164,26 +170,26 @@ def scorer(
         c, window = cfg.cache, int(cfg.cache.window)
         theta, lam, ids = float(c.theta), float(c.weight), tuning_ids()
         if ids is not None:
-            theta, lam, losses = lm.tune_cache(
-                ids, batch_size, bptt, window, list(c.thetas), list(c.weights)
+            theta, lam, losses = tune_cache(
+                lm, ids, batch_size, bptt, window, list(c.thetas), list(c.weights)
             )
             _log_tuning("cache", c.tune_on, {"theta": theta, "weight": lam}, losses)
         cache = ContinuousCache(window, theta, lam)
         settings = {"method": "cache", "window": window, "theta": theta, "weight": lam}
 
         def score(ids: torch.Tensor) -> tuple[float, float, int]:
-            return lm.evaluate_stream_cached(ids, batch_size, bptt, cache)
+            return evaluate_stream_cached(lm, ids, batch_size, bptt, cache)
 
     elif use_dynamic:
         d = cfg.dynamic
         lr, decay, ids = float(d.lr), float(d.decay), tuning_ids()
         if ids is not None:
-            lr, decay, losses = lm.tune_dynamic(ids, batch_size, bptt, list(d.lrs), list(d.decays))
+            lr, decay, losses = tune_dynamic(lm, ids, batch_size, bptt, list(d.lrs), list(d.decays))
             _log_tuning("dynamic", d.tune_on, {"lr": lr, "decay": decay}, losses)
         settings = {"method": "dynamic", "lr": lr, "decay": decay}
 
         def score(ids: torch.Tensor) -> tuple[float, float, int]:
-            nll, count = lm.evaluate_stream_dynamic(ids, batch_size, bptt, lr, decay)
+            nll, count = evaluate_stream_dynamic(lm, ids, batch_size, bptt, lr, decay)
             return nll, lm.evaluate_stream(ids, batch_size, bptt)[0], count
 
     else:

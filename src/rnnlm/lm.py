@@ -8,7 +8,8 @@
     lm.rank("To be, or not to", ["be", "go", "sleep"])       # best continuation first
 
 Training-time samples, `src/generate.py`, `src/eval.py`, `src/search.py` and `src/rank.py` all go
-through this class.
+through this class. Test-time adaptation of a loaded model (the continuous cache, dynamic evaluation and
+their tuning) is rnnlm.adaptation.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from rnnlm.data.layout import windows
 from rnnlm.data.tokenizers import EOS, Tokenizer, tokenizer_from_dict
 from rnnlm.errors import UserError
 from rnnlm.models import RNNLM, TransformerLM
-from rnnlm.models.cache import ContinuousCache, mix
-from rnnlm.models.dynamic import dynamic_nll
 from rnnlm.models.modes import eval_mode
 from rnnlm.sampling import check_sampling, next_token
 
@@ -190,93 +189,6 @@ class LanguageModel:
             nll += float(loss)
             count += y.numel()
         return nll, count
-
-    @torch.no_grad()
-    @_in_eval_mode
-    def cache_inputs(
-        self, ids: torch.Tensor, batch_size: int, bptt: int
-    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(model log-probs of the targets (B, T), last-layer outputs (B, T, H), targets (B, T)) of each
-        window of a stream laid out as in `evaluate_stream`: what the continuous cache reads."""
-        if not hasattr(self.model, "target_log_probs"):
-            raise UserError(
-                f"the continuous cache reads a recurrent model's hidden states; this checkpoint holds a "
-                f"{type(self.model).__name__}: score it without cache.window"
-            )
-        data = windows(ids, batch_size, bptt)
-        hidden, out = None, []
-        for i in range(len(data)):
-            x, y = (t.to(self.device) for t in data[i])  # (B, T)
-            logp, h, hidden = self.model.target_log_probs(x, y, hidden)
-            out.append((logp, h, y))
-        return out
-
-    @torch.no_grad()
-    def evaluate_stream_cached(
-        self, ids: torch.Tensor, batch_size: int, bptt: int, cache: ContinuousCache
-    ) -> tuple[float, float, int]:
-        """(summed cross-entropy with the continuous cache, the same without it, tokens scored)."""
-        cache.reset()
-        nll, nll_model, count = 0.0, 0.0, 0
-        for logp, h, y in self.cache_inputs(ids, batch_size, bptt):
-            nll -= float(cache.log_prob(h, logp, y).sum(dtype=torch.float64))
-            nll_model -= float(logp.sum(dtype=torch.float64))
-            count += y.numel()
-        return nll, nll_model, count
-
-    @torch.no_grad()
-    def tune_cache(
-        self,
-        ids: torch.Tensor,
-        batch_size: int,
-        bptt: int,
-        window: int,
-        thetas: Sequence[float],
-        weights: Sequence[float],
-    ) -> tuple[float, float, dict[tuple[float, float], float]]:
-        """Grid search of the cache's theta and weight (lambda) on a stream: (best theta, best weight,
-        mean loss of every pair). The model runs once; each theta is one pass of the cache."""
-        inputs = self.cache_inputs(ids, batch_size, bptt)
-        count = sum(y.numel() for _, _, y in inputs)
-        losses: dict[tuple[float, float], float] = {}
-        for theta in thetas:
-            cache = ContinuousCache(window, theta, 0.0)
-            parts = [(logp, *cache.probs(h, y)) for logp, h, y in inputs]
-            for lam in weights:
-                nll = -sum(
-                    float(mix(lp, p, has, lam).sum(dtype=torch.float64)) for lp, p, has in parts
-                )
-                losses[(theta, lam)] = nll / count
-        theta, lam = min(losses, key=losses.get)
-        return theta, lam, losses
-
-    def evaluate_stream_dynamic(
-        self, ids: torch.Tensor, batch_size: int, bptt: int, lr: float, decay: float = 0.0
-    ) -> tuple[float, int]:
-        """`evaluate_stream` with dynamic evaluation (models/dynamic.py): one SGD step on each window
-        after it is scored. The model's weights are the same afterwards."""
-        data = windows(ids, batch_size, bptt)
-        batches = (tuple(t.to(self.device) for t in data[i]) for i in range(len(data)))
-        return dynamic_nll(self.model, batches, lr, decay)
-
-    def tune_dynamic(
-        self,
-        ids: torch.Tensor,
-        batch_size: int,
-        bptt: int,
-        lrs: Sequence[float],
-        decays: Sequence[float],
-    ) -> tuple[float, float, dict[tuple[float, float], float]]:
-        """Grid search of dynamic evaluation's lr and decay on a stream: (best lr, best decay, mean loss
-        of every pair; a diverging pair counts as infinite loss). One pass with gradients per pair."""
-        losses: dict[tuple[float, float], float] = {}
-        for lr in lrs:
-            for decay in decays:
-                nll, count = self.evaluate_stream_dynamic(ids, batch_size, bptt, lr, decay)
-                loss = nll / count
-                losses[(lr, decay)] = loss if math.isfinite(loss) else math.inf
-        lr, decay = min(losses, key=losses.get)
-        return lr, decay, losses
 
     @torch.no_grad()
     @_in_eval_mode

@@ -402,7 +402,7 @@ class RNNLM(nn.Module):
         self, x: Tensor, y: Tensor, hidden: Hidden | None = None
     ) -> tuple[Tensor, Tensor, Hidden]:
         """log p(y_t | x_<=t) of each target (B, T), the last layer's outputs that gave them (B, T, H)
-        and the new hidden state: what the continuous cache (models/cache.py) reads."""
+        and the new hidden state: what the continuous cache (adaptation/cache.py) reads."""
         out, hidden = self._features_tm(x, hidden)
         target = y.t()  # (T, B)
         if self.softmax == "adaptive":
