@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from rnnlm.data.sources import SPLITS
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
 from rnnlm.lm import LanguageModel
-from rnnlm.training.metrics import LN2
+from rnnlm.training.metrics import LN2, perplexity
 
 # The data module a checkpoint's data config may ask for (nothing else is built from one).
 DATA_CLASSES: dict[str, type] = {
@@ -101,14 +100,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         loss = nll / count
         row: dict[str, Any] = {
             "loss": loss,
-            "ppl": math.exp(min(loss, 700.0)),
+            "ppl": perplexity(loss),
             "tokens": count,
             "unknown_tokens": int(datamodule.unknown_counts.get(split, 0)),
         }
         if char_level:
             row["bpc"] = loss / LN2
         if results["adaptation"]:
-            row["ppl_static"] = math.exp(min(nll_static / count, 700.0))
+            row["ppl_static"] = perplexity(nll_static / count)
         results["splits"][split] = row
     out = Path(cfg.paths.output_dir) / "eval.json"
     out.write_text(json.dumps(results, indent=1))
@@ -213,7 +212,7 @@ def _log_tuning(section: str, split: str, best: dict, losses: dict) -> None:
         section,
         split,
         chosen,
-        math.exp(min(loss, 700)),
+        perplexity(loss),
         len(losses),
     )
 

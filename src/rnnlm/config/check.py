@@ -25,8 +25,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rnnlm.data.download import DATASETS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
+from rnnlm.models.rules import check_tie_weights
 
 Rule = tuple[Callable[[Any], bool], str]
 
@@ -59,8 +61,8 @@ def _url(v: Any) -> bool:
     return isinstance(v, str) and v.split("://", 1)[0] in ("http", "https", "file") and "://" in v
 
 
-# Standard corpora (rnnlm.data.download.DATASETS, listed here so validation does not import torch).
-DATASET_NAMES = ("enwik8", "ptb", "ptb_char", "tinyshakespeare", "wikitext103", "wikitext2")
+# Standard corpora: the download table itself (rnnlm.data.download imports no torch).
+DATASET_NAMES = tuple(sorted(DATASETS))
 
 
 # Impossible values: dotted key -> (check, rule in words).
@@ -390,17 +392,16 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
             check_cell_options(model["cell"], options, model.get("hidden_dim"))
         except ValueError as err:
             raise UserError(f"config: {err}") from None
-    out_key = "last_hidden_dim" if model.get("last_hidden_dim") else "hidden_dim"
-    if (
-        model.get("tie_weights")
-        and "hidden_dim" in model
-        and model.get("embedding_dim") != model.get(out_key)
-    ):
-        raise UserError(
-            f"config: model.tie_weights=true needs model.embedding_dim == model.{out_key} "
-            f"(got {model.get('embedding_dim')} and {model.get(out_key)}): set them equal or "
-            "model.tie_weights=false"
-        )
+    if "hidden_dim" in model:
+        try:
+            check_tie_weights(
+                bool(model.get("tie_weights")),
+                model.get("embedding_dim"),
+                model["hidden_dim"],
+                model.get("last_hidden_dim"),
+            )
+        except ValueError as err:
+            raise UserError(f"config: {err}") from None
 
 
 def check_data_files(cfg: DictConfig) -> None:

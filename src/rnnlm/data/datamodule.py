@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rnnlm.data.cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.download import prepare_dataset
-from rnnlm.data.layout import VariableWindows, Windows, check_fits, shard, windows
+from rnnlm.data.layout import VariableWindows, Windows, check_bptt, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
 from rnnlm.data.tokenizers import (
     Tokenizer,
@@ -78,8 +78,7 @@ class LMDataModule(L.LightningDataModule):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size} must be >= 1")
-        if bptt < 1:
-            raise ValueError(f"data.bptt={bptt} must be >= 1")
+        check_bptt(bptt)
         if eval_batch_size is not None and eval_batch_size < 1:
             raise ValueError(f"data.eval_batch_size={eval_batch_size} must be >= 1 (or null)")
         self.path = path

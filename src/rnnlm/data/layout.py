@@ -29,6 +29,11 @@ class LayoutError(UserError):
     """A split too short for the asked batch layout; the message gives the sizes."""
 
 
+def check_bptt(bptt: int) -> None:
+    if bptt < 1:
+        raise LayoutError(f"data.bptt={bptt} must be >= 1")
+
+
 def check_fits(num_tokens: int, batch_size: int, bptt: int, split: str) -> None:
     need = batch_size * (bptt + 1)
     if num_tokens < need:
@@ -58,8 +63,7 @@ class Windows(Dataset):
     """
 
     def __init__(self, data: Tensor, bptt: int) -> None:
-        if bptt < 1:
-            raise LayoutError(f"data.bptt={bptt} must be >= 1")
+        check_bptt(bptt)
         self.data = data  # (B, N // B)
         self.bptt = bptt
 

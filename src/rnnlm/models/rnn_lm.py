@@ -37,6 +37,7 @@ from rnnlm.models.cells.stack import CellStack
 from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
+from rnnlm.models.rules import check_tie_weights
 
 # An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
 # different sizes (`last_hidden_dim`) the state is a flat tuple of per-layer (1, B, H_k) tensors:
@@ -143,12 +144,7 @@ class RNNLM(nn.Module):
                 "set model.forget_bias=null or use model=lstm"
             )
         out_dim = last_hidden_dim or hidden_dim  # what the decoder reads
-        if tie_weights and embedding_dim != out_dim:
-            which = "model.last_hidden_dim" if last_hidden_dim else "model.hidden_dim"
-            raise ValueError(
-                f"model.tie_weights=true needs model.embedding_dim == {which} "
-                f"(got {embedding_dim} and {out_dim}): set them equal or set model.tie_weights=false"
-            )
+        check_tie_weights(tie_weights, embedding_dim, hidden_dim, last_hidden_dim)
         if softmax not in SOFTMAXES:
             raise ValueError(
                 f"model.softmax={softmax!r} is not known; choose one of {list(SOFTMAXES)}"

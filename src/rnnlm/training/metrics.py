@@ -35,9 +35,8 @@ class TokenMeanLoss(Metric):
 
 
 def perplexity(mean_loss: float | Tensor) -> float:
-    return math.exp(
-        min(float(mean_loss), 700.0)
-    )  # exp(700) is near float64's limit: no OverflowError
+    """exp(mean loss in nats), capped at exp(700), near float64's limit (no OverflowError)."""
+    return math.exp(min(float(mean_loss), 700.0))
 
 
 def bits_per_char(mean_loss_nats: float | Tensor) -> float:
