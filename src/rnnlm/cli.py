@@ -10,12 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnlm.config import CONF_DIR
+from rnnlm.config import CONF_DIR, in_multirun
 from rnnlm.errors import UserError, exit_code, user_message
 
 log = logging.getLogger("rnnlm")
@@ -34,7 +32,7 @@ def run_task(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | None:
     except Exception as err:
         msg = user_message(err)
         debug = bool(os.environ.get("RNNLM_DEBUG"))
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN and not debug:
+        if in_multirun() and not debug:
             if msg is None:
                 log.exception("job failed: %r", err)
             else:

@@ -17,14 +17,13 @@ from typing import Any
 
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from rnnlm.checkpoint import check_fits
-from rnnlm.config import CONF_DIR
+from rnnlm.config import CONF_DIR, in_multirun
 from rnnlm.config.check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import (
@@ -86,10 +85,6 @@ def _run_overrides(out_dir: Path) -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
 def check_launch(cfg: DictConfig) -> None:
     """Refuse subprocess DDP inside a Hydra multirun: every rank would re-run the whole sweep.
 
@@ -107,7 +102,7 @@ def check_launch(cfg: DictConfig) -> None:
             strategy = "ddp"
             what = f"trainer.devices={cfg.trainer.get('devices')} (Lightning then starts DDP processes)"
     subprocess_ranks = strategy.startswith(("ddp", "fsdp", "deepspeed")) and "spawn" not in strategy
-    if _is_multirun() and subprocess_ranks and not SLURMEnvironment.detect():
+    if in_multirun() and subprocess_ranks and not SLURMEnvironment.detect():
         raise UserError(
             f"{what} inside a multirun (-m) would make every rank re-run the whole "
             "sweep: run multi-process jobs one at a time without -m, or use trainer.strategy=ddp_spawn, "
@@ -209,7 +204,7 @@ def train(cfg: DictConfig) -> float:
         with StopSignals() as signals:
             try:
                 check_launch(cfg)
-                if _is_multirun():  # a single run was checked before Hydra started
+                if in_multirun():  # a single run was checked before Hydra started
                     validate_overrides("train", CONF_DIR, _task_overrides())
                 return _fit_and_test(cfg, ckpt_path, name, record, signals, resumed)
             except BaseException as err:
