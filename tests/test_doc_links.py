@@ -1,17 +1,23 @@
-"""The docs' line links into the source still point at the code they describe.
+"""The docs' links into the source name code that exists, and carry no line numbers.
 
-docs/how-it-works.md promises "Line links point at this version of the files", and links such as
-[`LMModule._step`](../src/rnnlm/training/module.py#L113-L126) go stale silently whenever code above
-them moves. These checks read files only (no model, no training):
+Docs link to symbols, not lines: [`LMModule._step`](../src/rnnlm/training/module.py) stays right when
+code above it moves, where a `#L113-L126` anchor went stale silently and pinned every edit of a module
+to an edit of the docs. These checks read files only (no model, no training), for README.md and
+docs/*.md:
 
-- a link whose text is a code symbol in backticks must start at that symbol's `def`/`class`/assignment
-  line (decorators excluded) and, when it gives a range, end on the symbol's last line;
-- every other `#L` link (plain text such as "lines 160-164", or a file name) must stay inside its file.
+- no link into a .py file carries a line anchor (`#L12`, `#L12-L34`);
+- a link whose text is a dotted name in backticks (`RNNLM`, `LMModule._step`, `metrics.perplexity`,
+  whose first part may be the module's own name, or `src/rnnlm/lm.py::LanguageModel.embed`) names a
+  function, class or assigned name that the linked file defines (at module level, or inside its
+  classes: one dotted part per level);
+- a link whose text is a file name in backticks (`data/tokenizers.py`) links to that file;
+- every link into a .py file, whatever its text ("scripts/"), points at a file that exists.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -21,12 +27,14 @@ from conftest import REPO_ROOT
 
 DOCS = sorted((REPO_ROOT / "docs").glob("*.md")) + [REPO_ROOT / "README.md"]
 
-# [text](path/to/file.py#L12) or [text](path/to/file.py#L12-L34)
-LINK = re.compile(r"\[(?P<text>[^\]\n]+)\]\((?P<path>[^)\s#]+\.py)#L(?P<a>\d+)(?:-L(?P<b>\d+))?\)")
-# `RNNLM`, `LMModule._step`, `metrics.perplexity`: a dotted Python name in backticks, nothing else.
-SYMBOL = re.compile(r"`(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)`")
-
-DEFINITION_NODES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+# [text](path/to/file.py) or [text](path/to/file.py#anchor); the text may wrap onto the next line.
+LINK = re.compile(r"\[(?P<text>[^\[\]]+)\]\((?P<path>[^()\s#]+\.py)(?P<anchor>#[^()\s]*)?\)")
+LINE_ANCHOR = re.compile(r"#L\d+(?:-L\d+)?")
+DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+# `data/tokenizers.py`: a file name in backticks.
+FILE_TEXT = re.compile(r"`(?P<file>[\w./-]+\.py)`")
+# `RNNLM`, `LMModule._step`, `metrics.perplexity`, `src/rnnlm/lm.py::LanguageModel.embed`.
+SYMBOL_TEXT = re.compile(rf"`(?:(?P<file>[\w./-]+\.py)::)?(?P<name>{DOTTED})`")
 
 
 @dataclass(frozen=True)
@@ -36,115 +44,150 @@ class Link:
     markdown: str
     text: str
     target: Path
-    start: int
-    end: int | None  # None for a single-line anchor (#L12)
+    anchor: str | None
 
     @property
     def symbol(self) -> str | None:
-        """The linked symbol's own name (the last dotted component), or None for plain-text links."""
-        m = SYMBOL.fullmatch(self.text.strip())
-        return m["name"].split(".")[-1] if m else None
+        """The dotted name the link's text names, or None for file names and plain text."""
+        text = self.text.strip()
+        if FILE_TEXT.fullmatch(text):
+            return None
+        m = SYMBOL_TEXT.fullmatch(text)
+        return m["name"] if m else None
+
+    @property
+    def named_file(self) -> str | None:
+        """The file the text names (`tasks.py`, or the part before `::`), or None."""
+        text = self.text.strip()
+        m = FILE_TEXT.fullmatch(text) or SYMBOL_TEXT.fullmatch(text)
+        return m["file"] if m else None
 
     def where(self) -> str:
-        return f"{self.doc.relative_to(REPO_ROOT)}:{self.doc_line}: {self.markdown}"
+        doc = self.doc.relative_to(REPO_ROOT) if self.doc.is_relative_to(REPO_ROOT) else self.doc
+        return f"{doc}:{self.doc_line}: {self.markdown}"
 
 
-def _links() -> list[Link]:
+def _links_in(doc: Path) -> list[Link]:
+    text = doc.read_text(encoding="utf-8")
     found = []
-    for doc in DOCS:
-        if not doc.exists():
-            continue
-        for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1):
-            for m in LINK.finditer(line):
-                found.append(
-                    Link(
-                        doc=doc,
-                        doc_line=n,
-                        markdown=m[0],
-                        text=m["text"],
-                        target=(doc.parent / m["path"]).resolve(),
-                        start=int(m["a"]),
-                        end=int(m["b"]) if m["b"] else None,
-                    )
-                )
+    for m in LINK.finditer(text):
+        if "://" in m["path"]:
+            continue  # a web page, not a file of this repository
+        found.append(
+            Link(
+                doc=doc,
+                doc_line=text.count("\n", 0, m.start()) + 1,
+                markdown=" ".join(m[0].split()),
+                text=" ".join(m["text"].split()),
+                target=(doc.parent / m["path"]).resolve(),
+                anchor=m["anchor"],
+            )
+        )
     return found
 
 
-@cache
-def _lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
+def _links() -> list[Link]:
+    return [link for doc in DOCS if doc.exists() for link in _links_in(doc)]
+
+
+def _assigned(target: ast.expr) -> list[str]:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [name for elt in target.elts for name in _assigned(elt)]
+    return []
+
+
+def _collect(body: list[ast.stmt], prefix: str, out: set[str]) -> None:
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            out.add(prefix + node.name)
+        elif isinstance(node, ast.ClassDef):
+            out.add(prefix + node.name)
+            _collect(node.body, f"{prefix}{node.name}.", out)
+        elif isinstance(node, ast.Assign):
+            out.update(prefix + name for t in node.targets for name in _assigned(t))
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            out.update(prefix + name for name in _assigned(node.target))
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            # Definitions made under `if TYPE_CHECKING:`, `try: ... except ImportError:` and the like.
+            for block in ("body", "orelse", "finalbody"):
+                _collect(getattr(node, block, []), prefix, out)
+            for handler in getattr(node, "handlers", []):
+                _collect(handler.body, prefix, out)
 
 
 @cache
-def _definition_ends(path: Path) -> dict[tuple[int, str], int]:
-    """(first line, name) -> last line of every function, class and assigned name in the file."""
-    ends: dict[tuple[int, str], int] = {}
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if not isinstance(node, DEFINITION_NODES):
-            continue
-        if isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names = [t.id for t in targets if isinstance(t, ast.Name)]
-        else:
-            names = [node.name]
-        for name in names:
-            ends[(node.lineno, name)] = node.end_lineno or node.lineno
-    return ends
+def _symbols(path: Path) -> frozenset[str]:
+    """The dotted names `path` defines: module-level ones and, nested by dots, its classes' members."""
+    out: set[str] = set()
+    _collect(ast.parse(path.read_text(encoding="utf-8")).body, "", out)
+    return frozenset(out)
 
 
-def _defines(line: str, name: str) -> bool:
-    n = re.escape(name)
-    return bool(re.match(rf"^\s*(async\s+)?def {n}\b|^\s*class {n}\b|^\s*{n}\s*[:=]", line))
+def _module_name(path: Path) -> str:
+    return path.parent.name if path.name == "__init__.py" else path.stem
 
 
-def _range_problem(link: Link) -> str | None:
-    """Why the link's range cannot be right whatever it describes, or None."""
+def _defines(path: Path, name: str) -> bool:
+    symbols = _symbols(path)
+    if name in symbols:
+        return True
+    first, _, rest = name.partition(".")
+    return bool(rest) and first == _module_name(path) and rest in symbols
+
+
+def _problem(link: Link) -> str | None:
+    """What is wrong with the link, or None."""
+    if link.anchor is not None and LINE_ANCHOR.fullmatch(link.anchor):
+        return f"{link.where()}\n    has a line anchor: link to the symbol instead, without {link.anchor}"
     if not link.target.is_file():
-        return f"{link.where()}\n    points into {link.target}, which does not exist"
-    length = len(_lines(link.target))
-    last = link.end if link.end is not None else link.start
-    if not 1 <= link.start <= last <= length:
-        return (
-            f"{link.where()}\n    points at lines {link.start}-{last} of "
-            f"{link.target.relative_to(REPO_ROOT)}, which has {length} lines"
-        )
+        return f"{link.where()}\n    points at {link.target}, which does not exist"
+    rel = link.target.relative_to(REPO_ROOT)
+    named = link.named_file
+    if named is not None and not f"/{rel.as_posix()}".endswith(f"/{named.removeprefix('./')}"):
+        return f"{link.where()}\n    names {named} but points at {rel}"
+    if link.symbol is not None and not _defines(link.target, link.symbol):
+        return f"{link.where()}\n    {rel} defines no {link.symbol!r}"
     return None
 
 
 LINKS = _links()
 
 
-def test_the_docs_have_line_links_to_check() -> None:
+def test_the_docs_have_code_links_to_check() -> None:
     # A parser that silently matched nothing would make the other tests pass vacuously.
     assert len(LINKS) >= 20, [link.where() for link in LINKS]
     assert any(link.symbol for link in LINKS)
     assert any(link.symbol is None for link in LINKS)
 
 
-def test_every_line_link_stays_inside_its_file() -> None:
-    problems = [p for link in LINKS if (p := _range_problem(link)) is not None]
-    assert not problems, "stale line links:\n" + "\n".join(problems)
+def test_no_code_link_carries_a_line_anchor() -> None:
+    anchored = [
+        link.where()
+        for link in LINKS
+        if link.anchor is not None and LINE_ANCHOR.fullmatch(link.anchor)
+    ]
+    assert not anchored, (
+        "line anchors go stale when code moves; link to the symbol, e.g. "
+        "[`LMModule._step`](../src/rnnlm/training/module.py):\n" + "\n".join(anchored)
+    )
 
 
-def test_symbol_links_cover_their_definitions() -> None:
-    problems = []
-    for link in LINKS:
-        name = link.symbol
-        if name is None or _range_problem(link) is not None:
-            continue  # plain-text links; out-of-file ranges are reported by the test above
-        rel = link.target.relative_to(REPO_ROOT)
-        first = _lines(link.target)[link.start - 1]
-        if not _defines(first, name):
-            problems.append(
-                f"{link.where()}\n    line {link.start} of {rel} does not define {name!r}: "
-                f"{first.strip()!r}"
-            )
-            continue
-        end = _definition_ends(link.target).get((link.start, name))
-        if link.end is not None and end is not None and link.end != end:
-            last = _lines(link.target)[link.end - 1]
-            problems.append(
-                f"{link.where()}\n    {name!r} runs over lines {link.start}-{end} of {rel}, but the "
-                f"link ends at line {link.end}: {last.strip()!r}"
-            )
-    assert not problems, "line links that miss the symbol they name:\n" + "\n".join(problems)
+def test_every_code_link_names_what_its_file_defines() -> None:
+    problems = [p for link in LINKS if (p := _problem(link)) is not None]
+    assert not problems, "broken code links:\n" + "\n".join(problems)
+
+
+def test_the_check_refuses_a_missing_symbol(tmp_path: Path) -> None:
+    # The checks above only pass honestly if a wrong name, a wrong file or an anchor is caught.
+    doc = tmp_path / "doc.md"
+    path = Path(os.path.relpath(REPO_ROOT / "src/rnnlm/models/rnn_lm.py", tmp_path)).as_posix()
+    good = ["`RNNLM.nll`", "`rnn_lm.detach_hidden`", "`CELLS`", "`rnn_lm.py::RNNLM`", "plain"]
+    bad = ["`RNNLM.no_such_method`", "`nll`", "`loss.RNNLM`", "`tasks.py`", "`lm.py::RNNLM`"]
+    lines = [f"[{text}]({path})" for text in good + bad] + [f"[`RNNLM`]({path}#L57-L414)"]
+    doc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    links = _links_in(doc)
+    assert len(links) == len(lines)
+    refused = [link.text for link in links if _problem(link) is not None]
+    assert refused == [*bad, "`RNNLM`"]
