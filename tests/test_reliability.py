@@ -376,7 +376,7 @@ def test_multirun_refuses_every_kind_of_subprocess_ranks(
     from rnnlm.errors import UserError
     from rnnlm.training import run
 
-    monkeypatch.setattr(run, "_is_multirun", lambda: True)
+    monkeypatch.setattr(run, "in_multirun", lambda: True)
     cfg = OmegaConf.create({"trainer": trainer})
     if refused:
         with pytest.raises(UserError, match="would make every rank re-run the whole sweep"):

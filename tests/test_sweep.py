@@ -213,7 +213,7 @@ def test_ddp_in_a_multirun_is_allowed_only_where_slurm_starts_the_ranks(monkeypa
     from rnnlm.errors import UserError
     from rnnlm.training import run
 
-    monkeypatch.setattr(run, "_is_multirun", lambda: True)
+    monkeypatch.setattr(run, "in_multirun", lambda: True)
     for var in SLURM_VARS:
         monkeypatch.delenv(var, raising=False)
     ddp = OmegaConf.create({"trainer": {"strategy": "ddp"}})
