@@ -30,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from rnnlm.applications.embed import embed  # noqa: E402
+from rnnlm.applications.rank import rank_continuations  # noqa: E402
 from rnnlm.applications.search import split_passages  # noqa: E402
 from rnnlm.applications.tasks import (  # noqa: E402
     BM25,
@@ -40,8 +42,8 @@ from rnnlm.applications.tasks import (  # noqa: E402
     word_counts,
 )
 from rnnlm.data.sources import load_corpus  # noqa: E402
-from rnnlm.evaluate import resolve_device  # noqa: E402
-from rnnlm.lm import LanguageModel  # noqa: E402
+from rnnlm.inference.device import resolve_device  # noqa: E402
+from rnnlm.inference.lm import LanguageModel  # noqa: E402
 
 BAND = 50  # build_cloze_task's default window: distractors come from 50 ranks around the answer
 SEPARATOR = {"line": "\n", "paragraph": "\n\n"}  # what lies between a passage and the next one
@@ -68,7 +70,7 @@ def pmi_scores(lm: LanguageModel, passages: list[str], items, sep: str) -> np.nd
     prior = {}
     for start in range(0, len(needed), 256):
         chunk = needed[start : start + 256]
-        rows = lm.rank("", [passages[j] for j in chunk])
+        rows = rank_continuations(lm, "", [passages[j] for j in chunk])
         by_text = {}
         for r in rows:
             by_text.setdefault(r.candidate, r.logprob)
@@ -76,7 +78,7 @@ def pmi_scores(lm: LanguageModel, passages: list[str], items, sep: str) -> np.nd
     out = np.empty((len(items), len(items[0].candidates)))
     for i, it in enumerate(items):
         texts = [passages[j] for j in it.candidates]
-        rows = lm.rank(passages[it.query] + sep, texts)
+        rows = rank_continuations(lm, passages[it.query] + sep, texts)
         by_text = {}
         for r in rows:
             by_text.setdefault(r.candidate, r.logprob)
@@ -105,7 +107,7 @@ def retrieval(lm: LanguageModel, text: str, mode: str, args: argparse.Namespace)
     rows: dict[str, dict] = {}
     for pooling in ("mean", "last", "max"):
         t0 = time.perf_counter()
-        emb = lm.embed(passages, pooling=pooling)
+        emb = embed(lm, passages, pooling=pooling)
         rows[f"embeddings, {pooling} pooling"] = accuracy(cosine(emb), time.perf_counter() - t0)
         if pooling == "mean":
             centred = torch.nn.functional.normalize(emb - emb.mean(0, keepdim=True), dim=-1)
@@ -113,7 +115,7 @@ def retrieval(lm: LanguageModel, text: str, mode: str, args: argparse.Namespace)
                 cosine(centred), time.perf_counter() - t0
             )
     t0 = time.perf_counter()
-    emb = untrained_copy(lm, args.seed).embed(passages, pooling="mean")
+    emb = embed(untrained_copy(lm, args.seed), passages, pooling="mean")
     rows["untrained model, mean pooling"] = accuracy(cosine(emb), time.perf_counter() - t0)
     t0 = time.perf_counter()
     bm25 = BM25(passages)
@@ -140,7 +142,7 @@ def cloze(lm: LanguageModel, heldout: str, train: str, args: argparse.Namespace)
     total = np.empty((len(items), 5))
     mean = np.empty((len(items), 5))
     for i, it in enumerate(items):
-        by_text = {r.candidate: r for r in lm.rank(it.context, list(it.candidates))}
+        by_text = {r.candidate: r for r in rank_continuations(lm, it.context, list(it.candidates))}
         total[i] = [by_text[c].logprob for c in it.candidates]
         mean[i] = [by_text[c].mean_logprob for c in it.candidates]
     seconds = time.perf_counter() - t0

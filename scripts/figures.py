@@ -5,7 +5,7 @@
 - learning_curve.png: train/loss and val/loss of a real run, read from its TensorBoard events
   with tensorboard's EventAccumulator (needs --run).
 - sampling.png: one next-token distribution of a checkpoint under temperature, top-k and top-p,
-  computed with rnnlm.sampling.filter_logits, the code generation uses (needs --ckpt).
+  computed with rnnlm.inference.sampling.filter_logits, the code generation uses (needs --ckpt).
 - tbptt.png: the data layout and truncated backpropagation through time (no input needed).
 """
 
@@ -24,8 +24,8 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from rnnlm.lm import LanguageModel  # noqa: E402
-from rnnlm.sampling import filter_logits  # noqa: E402
+from rnnlm.inference.lm import LanguageModel  # noqa: E402
+from rnnlm.inference.sampling import filter_logits  # noqa: E402
 
 DPI = 100
 
@@ -64,7 +64,7 @@ def learning_curve(run: Path, out: Path) -> None:
 
 def sampling(ckpt: Path, prompt: str, out: Path, show: int = 15) -> None:
     lm = LanguageModel.load(ckpt)
-    ids, _ = lm._encode(prompt)
+    ids, _ = lm.encode_text(prompt)
     with torch.no_grad():
         logits, _ = lm.model(torch.tensor([[lm.start_id, *ids]]))
     logits = logits[0, -1].float()

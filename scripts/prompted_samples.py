@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from rnnlm.lm import LanguageModel  # noqa: E402
+from rnnlm.inference.lm import LanguageModel  # noqa: E402
 
 PROMPTS = {
     "summarisation": (

@@ -15,7 +15,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rnnlm.applications import SearchIndex, read_passages, split_passages
+from rnnlm.applications import (
+    SearchIndex,
+    embed,
+    rank_continuations,
+    read_passages,
+    split_passages,
+)
+from rnnlm.applications import search as search_module
 from rnnlm.applications.rank import parse_candidates
 from rnnlm.applications.rank import rank as rank_command
 from rnnlm.applications.search import default_index_path
@@ -32,7 +39,7 @@ from rnnlm.cli import run_task
 from rnnlm.config import CONF_DIR
 from rnnlm.data import CharTokenizer, WordTokenizer
 from rnnlm.errors import UserError
-from rnnlm.lm import LanguageModel
+from rnnlm.inference.lm import LanguageModel
 from rnnlm.models import RNNLM
 
 TEXT = """ORSINO.
@@ -99,14 +106,14 @@ def test_embed_is_deterministic_and_unit_norm(cell: str, pooling: str) -> None:
     lm = char_lm(cell)
     lm.model.train()  # dropout on: embed must switch it off, and restore the mode after
     texts = ["If music be the food of love", "The hart.", "x", "What country, friends, is this?"]
-    a = lm.embed(texts, pooling=pooling)
-    b = lm.embed(texts, pooling=pooling)
+    a = embed(lm, texts, pooling=pooling)
+    b = embed(lm, texts, pooling=pooling)
     assert a.shape == (4, 24) and a.dtype == torch.float32
     assert torch.equal(a, b)
     assert torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-6)
     assert lm.model.training
     # The same text alone or among others (another batch layout, other padding): the same vector.
-    alone = lm.embed(texts[1], pooling=pooling)
+    alone = embed(lm, texts[1], pooling=pooling)
     assert alone.shape == (1, 24)
     assert torch.allclose(alone[0], a[1], atol=1e-5)
     # Different texts give different vectors.
@@ -116,11 +123,11 @@ def test_embed_is_deterministic_and_unit_norm(cell: str, pooling: str) -> None:
 def test_embed_pooling_differs_and_unknown_pooling_is_refused() -> None:
     lm = char_lm()
     text = ["If music be the food of love, play on"]
-    assert not torch.allclose(lm.embed(text, pooling="mean"), lm.embed(text, pooling="last"))
+    assert not torch.allclose(embed(lm, text, pooling="mean"), embed(lm, text, pooling="last"))
     with pytest.raises(UserError, match="pooling='cls'"):
-        lm.embed(text, pooling="cls")
+        embed(lm, text, pooling="cls")
     with pytest.raises(UserError, match="no tokens"):
-        lm.embed(["ok", ""])
+        embed(lm, ["ok", ""])
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -166,9 +173,10 @@ def test_index_is_rebuilt_when_the_corpus_changes_and_reused_when_not(
     lm = char_lm()
     lm.path = tmp_path / "run" / "checkpoints" / "best.ckpt"  # as if loaded from there
     calls = []
-    embed = lm.embed
     monkeypatch.setattr(
-        lm, "embed", lambda texts, **kw: calls.append(len(texts)) or embed(texts, **kw)
+        search_module,
+        "embed",
+        lambda lm, texts, **kw: calls.append(len(texts)) or embed(lm, texts, **kw),
     )
 
     first = SearchIndex.build(lm, corpus)
@@ -255,7 +263,7 @@ def biased_word_lm(favourite: str) -> LanguageModel:
 def test_rank_orders_a_hand_built_case() -> None:
     lm = biased_word_lm("lord")
     v = lm.tokenizer.vocab_size
-    rows = lm.rank("Will you go hunt, my", ["hart.", "lord", "lord lord", "music"])
+    rows = rank_continuations(lm, "Will you go hunt, my", ["hart.", "lord", "lord lord", "music"])
     assert [r.candidate for r in rows] == ["lord", "lord lord", "hart.", "music"]
     assert [r.rank for r in rows] == [1, 2, 3, 4]
     # Exact values: p(lord) = e^8 / (e^8 + V - 1) at every step, the others 1 / (e^8 + V - 1).
@@ -270,8 +278,8 @@ def test_rank_orders_a_hand_built_case() -> None:
     assert rows[2].logprob == pytest.approx(rows[3].logprob)
     # Total and per-token orders differ: "lord hart." is less likely than "music" as a whole,
     # but more likely per token.
-    by_total = lm.rank("my", ["lord hart.", "music"])
-    by_mean = lm.rank("my", ["lord hart.", "music"], normalize=True)
+    by_total = rank_continuations(lm, "my", ["lord hart.", "music"])
+    by_mean = rank_continuations(lm, "my", ["lord hart.", "music"], normalize=True)
     assert [r.candidate for r in by_total] == ["music", "lord hart."]
     assert [r.candidate for r in by_mean] == ["lord hart.", "music"]
     assert by_mean[0].mean_logprob == pytest.approx(by_mean[0].logprob / 2)
@@ -280,17 +288,19 @@ def test_rank_orders_a_hand_built_case() -> None:
 def test_rank_agrees_with_score_and_counts_unknowns() -> None:
     lm = char_lm("lstm")
     context, cands = "If music be the food of ", ["love", "lo", "zzz", "l"]
-    rows = lm.rank(context, cands, max_batch_tokens=3)  # several batches of candidates
+    rows = rank_continuations(
+        lm, context, cands, max_batch_tokens=3
+    )  # several batches of candidates
     for r in rows:
         s = lm.score("\n" + context + r.candidate)  # rank reads the context after a line break
         assert r.logprob == pytest.approx(sum(s.logprobs[-len(r.candidate) :]), abs=1e-4)
     assert {r.candidate: r.unknown for r in rows} == {"love": 0, "lo": 0, "zzz": 3, "l": 0}
-    word_rows = word_lm().rank("the food of", ["music", "nonsense words"])
+    word_rows = rank_continuations(word_lm(), "the food of", ["music", "nonsense words"])
     assert {r.candidate: r.unknown for r in word_rows} == {"music": 0, "nonsense words": 2}
     with pytest.raises(UserError, match="non-empty list"):
-        lm.rank("x", [])
+        rank_continuations(lm, "x", [])
     with pytest.raises(UserError, match="candidate 1"):
-        lm.rank("x", ["a", ""])
+        rank_continuations(lm, "x", ["a", ""])
 
 
 def test_parse_candidates_accepts_lists_and_json_and_refuses_the_rest() -> None:

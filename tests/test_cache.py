@@ -84,7 +84,7 @@ def test_cache_finds_the_words_that_followed_the_same_state() -> None:
 
 
 def test_cache_scores_a_model_stream_and_tunes() -> None:
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     torch.manual_seed(0)
     model = RNNLM(50, cell="lstm", embedding_dim=16, hidden_dim=32, num_layers=1).eval()
@@ -104,7 +104,7 @@ def test_cache_scores_a_model_stream_and_tunes() -> None:
 
 def test_dynamic_evaluation_scores_before_it_learns_and_restores_the_weights() -> None:
     from rnnlm.adaptation.dynamic import dynamic_nll
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     torch.manual_seed(0)
     model = RNNLM(30, cell="gru", embedding_dim=8, hidden_dim=16, num_layers=2, dropout=0.3)

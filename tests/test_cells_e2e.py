@@ -51,14 +51,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[
 @pytest.mark.parametrize("cell", NEW_CELLS)
 def test_a_new_cell_loads_scores_generates_embeds_and_ranks(trained: dict, cell: str) -> None:
     from rnnlm import LanguageModel
+    from rnnlm.applications import embed, rank_continuations
 
     lm = LanguageModel.load(trained[cell])
     assert lm.model.cell == cell
     assert math.isfinite(lm.score("the cat sat on a mat\n").perplexity)
     text = lm.generate("the cat", max_new_tokens=8, seed=0)
     assert text.startswith("the cat") and text == lm.generate("the cat", max_new_tokens=8, seed=0)
-    assert lm.embed(["the cat", "a red car ran"]).shape == (2, lm.model.hidden_dim)
-    ranked = lm.rank("the cat", ["sat", "ran on a mat"])
+    assert embed(lm, ["the cat", "a red car ran"]).shape == (2, lm.model.hidden_dim)
+    ranked = rank_continuations(lm, "the cat", ["sat", "ran on a mat"])
     assert sorted(r.candidate for r in ranked) == ["ran on a mat", "sat"]
 
 

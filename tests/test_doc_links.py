@@ -7,7 +7,7 @@ docs/*.md:
 
 - no link into a .py file carries a line anchor (`#L12`, `#L12-L34`);
 - a link whose text is a dotted name in backticks (`RNNLM`, `LMModule._step`, `metrics.perplexity`,
-  whose first part may be the module's own name, or `src/rnnlm/lm.py::LanguageModel.embed`) names a
+  whose first part may be the module's own name, or `src/rnnlm/inference/lm.py::LanguageModel.score`) names a
   function, class or assigned name that the linked file defines (at module level, or inside its
   classes: one dotted part per level);
 - a link whose text is a file name in backticks (`data/tokenizers.py`) links to that file;
@@ -33,7 +33,7 @@ LINE_ANCHOR = re.compile(r"#L\d+(?:-L\d+)?")
 DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
 # `data/tokenizers.py`: a file name in backticks.
 FILE_TEXT = re.compile(r"`(?P<file>[\w./-]+\.py)`")
-# `RNNLM`, `LMModule._step`, `metrics.perplexity`, `src/rnnlm/lm.py::LanguageModel.embed`.
+# `RNNLM`, `LMModule._step`, `metrics.perplexity`, `src/rnnlm/inference/lm.py::LanguageModel.score`.
 SYMBOL_TEXT = re.compile(rf"`(?:(?P<file>[\w./-]+\.py)::)?(?P<name>{DOTTED})`")
 
 

@@ -280,7 +280,7 @@ def _averages(ckpt: dict) -> list[torch.Tensor]:
 
 
 def test_nt_asgd_evaluates_and_saves_the_averaged_weights(corpus_dir: Path, tmp_path: Path) -> None:
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     ckpt = _nt_asgd_run(corpus_dir, tmp_path / "run", ["optim.average_from_start=true"])
     nt = ckpt["optimizer_states"][0]["param_groups"][0]["nt_asgd"]
@@ -604,7 +604,7 @@ def test_byte_tokenizer_keeps_every_byte() -> None:
 
 
 def test_bpe_trains_evaluates_and_generates(corpus_dir: Path, tmp_path: Path) -> None:
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     out = tmp_path / "run"
     ppl = train_in_process(
@@ -639,7 +639,7 @@ def test_transformer_context_carries_across_windows() -> None:
 
 
 def test_transformer_trains_and_generates(corpus_dir: Path, tmp_path: Path) -> None:
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     out = tmp_path / "run"
     sizes = [o for o in tiny_overrides(corpus_dir) if not o.startswith("model.hidden_dim")]

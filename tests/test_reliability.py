@@ -15,7 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import CONF_DIR, REPO_ROOT, run_train_script, start_train_script, write_corpus
-from rnnlm.checkpoint import CheckpointError, load_checkpoint
+from rnnlm.inference.checkpoint import CheckpointError, load_checkpoint
 
 # Small, but with dropout (so the RNG matters) and enough windows per epoch to be killed mid-epoch.
 RESUME_ARGS = [

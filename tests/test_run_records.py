@@ -28,8 +28,8 @@ from conftest import (
     tiny_overrides,
     write_corpus,
 )
-from rnnlm.checkpoint import CheckpointError, load_checkpoint
 from rnnlm.errors import UserError
+from rnnlm.inference.checkpoint import CheckpointError, load_checkpoint
 
 # A tiny word-level run with a checkpoint that is a few hundred KB (for the file-size limit cases).
 SMALL = ["model.embedding_dim=48", "model.hidden_dim=48", "callbacks.text_sample.max_new_tokens=3"]
@@ -111,7 +111,7 @@ def test_random_bytes_are_not_called_python_objects(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_of_another_model_or_text_does_not_fit() -> None:
-    from rnnlm.checkpoint import check_fits
+    from rnnlm.inference.checkpoint import check_fits
 
     ckpt = {"state_dict": {"w": torch.zeros(3, 4)}, "rnnlm": {"tokenizer": {"a": 1}, "corpus": "x"}}
     check_fits(ckpt, {"w": torch.ones(3, 4)}, {"a": 1}, "x", "c.ckpt")

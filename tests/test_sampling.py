@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from rnnlm.sampling import filter_logits, next_token
+from rnnlm.inference.sampling import filter_logits, next_token
 
 # A hand-built distribution over 6 tokens, deliberately not in sorted order.
 PROBS = torch.tensor([0.05, 0.30, 0.40, 0.02, 0.15, 0.08])
@@ -136,7 +136,7 @@ def test_streamed_text_holds_back_incomplete_multibyte_characters() -> None:
     """Byte-level sampling streams UTF-8 one byte at a time: a character is printed once all of its
     bytes are there, never as U+FFFD, and the streamed pieces add up to the returned text."""
     from rnnlm.data.tokenizers import ByteTokenizer
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
     script = "é€ ok".encode()
     lm = LanguageModel(_Scripted(script), ByteTokenizer())

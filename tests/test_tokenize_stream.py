@@ -9,7 +9,7 @@ import pytest
 
 import rnnlm.data.sources as sources
 from rnnlm.data import LMDataModule
-from rnnlm.data.cache import IdsWriter
+from rnnlm.data.token_cache import IdsWriter
 from rnnlm.data.tokenizers import EOS, UNK, CharTokenizer, WordTokenizer
 
 

@@ -13,7 +13,7 @@ import torch
 
 from conftest import CONF_DIR, REPO_ROOT, WORDS, run_train_script, write_corpus
 from rnnlm import LanguageModel
-from rnnlm.checkpoint import CheckpointError, load_checkpoint
+from rnnlm.inference.checkpoint import CheckpointError, load_checkpoint
 
 
 def _run(script: str, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,7 @@ def test_eval_splits_typo_is_one_clear_error(splits: list, named: str) -> None:
 )
 def test_impossible_device_is_one_clear_error(name: str, named: str) -> None:
     from rnnlm.errors import UserError
-    from rnnlm.evaluate import resolve_device
+    from rnnlm.inference.device import resolve_device
 
     with pytest.raises(UserError, match=re.escape(named)):
         resolve_device(name)

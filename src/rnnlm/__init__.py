@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.lm import LanguageModel
 
 
 def __getattr__(name: str):  # lazy, so `import rnnlm.models` does not pull in Hydra or Lightning
     if name == "LanguageModel":
-        from rnnlm.lm import LanguageModel
+        from rnnlm.inference.lm import LanguageModel
 
         return LanguageModel
     raise AttributeError(f"module 'rnnlm' has no attribute {name!r}")

@@ -19,13 +19,14 @@ from rnnlm.adaptation.tuning import (
     tune_cache,
     tune_dynamic,
 )
-from rnnlm.checkpoint import build_from_checkpoint
 from rnnlm.data.datamodule import LMDataModule
 from rnnlm.data.layout import check_fits
 from rnnlm.data.sources import SPLITS
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import UserError
-from rnnlm.lm import LanguageModel
+from rnnlm.inference.checkpoint import build_from_checkpoint
+from rnnlm.inference.device import resolve_device
+from rnnlm.inference.lm import LanguageModel
 from rnnlm.training.metrics import LN2, perplexity
 
 # The data module a checkpoint's data config may ask for (nothing else is built from one).
@@ -35,26 +36,6 @@ DATA_CLASSES: dict[str, type] = {
 }
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(
-            f"device={name} is not a device: use device=auto, cpu or cuda[:N]"
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device={name} but no CUDA GPU is available: use device=cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(
-                f"device={name} but this machine has {torch.cuda.device_count()} GPU(s): use "
-                f"device=cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
-            )
-    return device
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import sys
 
 from omegaconf import DictConfig
 
-from rnnlm.evaluate import resolve_device
-from rnnlm.lm import LanguageModel
+from rnnlm.inference.device import resolve_device
+from rnnlm.inference.lm import LanguageModel
 
 
 def generate(cfg: DictConfig) -> list[str]:

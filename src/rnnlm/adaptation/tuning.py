@@ -16,7 +16,7 @@ from rnnlm.adaptation.cache import ContinuousCache, mix
 from rnnlm.adaptation.dynamic import dynamic_nll
 from rnnlm.data.layout import windows
 from rnnlm.errors import UserError
-from rnnlm.lm import LanguageModel
+from rnnlm.inference.lm import LanguageModel
 from rnnlm.models.modes import eval_mode
 
 

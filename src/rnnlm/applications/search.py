@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from rnnlm.data.sources import _read_text
+from rnnlm.applications.embed import embed
+from rnnlm.data.sources import read_text
 from rnnlm.errors import UserError
 
 SPLITS = ("line", "paragraph")
@@ -115,7 +116,7 @@ def read_passages(
         passages.extend(
             # an undecodable byte shows as U+FFFD in its passage rather than stopping the search
             Passage(p, name, n)
-            for n, p in split_passages(_read_text(f, "replace"), split, min_chars)
+            for n, p in split_passages(read_text(f, "replace"), split, min_chars)
         )
     if not passages:
         raise UserError(
@@ -198,7 +199,7 @@ class SearchIndex:
                 cached = None
             if isinstance(cached, dict) and cached.get("key") == key:
                 return cls(lm, passages, cached["embeddings"], pooling, key, path, built=False)
-        embeddings = lm.embed([p.text for p in passages], pooling=pooling)
+        embeddings = embed(lm, [p.text for p in passages], pooling=pooling)
         if path is not None:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
@@ -225,7 +226,7 @@ class SearchIndex:
             raise UserError(f"top_k={top_k} must be >= 1")
         if not query.strip():
             raise UserError('query is empty: pass query="some words"')
-        q = self.lm.embed([query.strip()], pooling=self.pooling)[0]
+        q = embed(self.lm, [query.strip()], pooling=self.pooling)[0]
         scores = self.embeddings @ q  # (N,)
         k = min(top_k, len(self.passages))
         # A stable sort, so equal scores keep corpus order (topk's order among ties is unspecified).
@@ -245,8 +246,8 @@ def format_hits(hits: list[Hit], max_chars: int = 400) -> str:
 
 def search(cfg: DictConfig) -> list[Hit]:
     """`src/search.py`: build or reuse the index, print the top passages for the query."""
-    from rnnlm.evaluate import resolve_device
-    from rnnlm.lm import LanguageModel
+    from rnnlm.inference.device import resolve_device
+    from rnnlm.inference.lm import LanguageModel
 
     if cfg.query is None or not str(cfg.query).strip():
         raise UserError('query is empty: pass query="some words"')

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from rnnlm.data.cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.download import prepare_dataset
 from rnnlm.data.layout import VariableWindows, Windows, check_bptt, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
+from rnnlm.data.token_cache import IdsWriter, TokenCache, cache_key
 from rnnlm.data.tokenizers import (
     Tokenizer,
     WordTokenizer,

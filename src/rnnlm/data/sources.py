@@ -104,7 +104,7 @@ class Corpus:
             )
 
     def read(self, split: str) -> str:
-        texts = [_read_text(p, self.encoding_errors) for p in self.files[split]]
+        texts = [read_text(p, self.encoding_errors) for p in self.files[split]]
         if self.clean:
             texts = [t.replace("\r\n", "\n").strip() + "\n" for t in texts]
         text = "\n".join(texts)
@@ -136,7 +136,7 @@ def _decode(data: bytes, path: Path, offset: int, errors: str = "strict") -> str
         ) from None
 
 
-def _read_text(path: Path, errors: str = "strict") -> str:
+def read_text(path: Path, errors: str = "strict") -> str:
     return _decode(path.read_bytes(), path, 0, errors)
 
 

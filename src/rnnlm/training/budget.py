@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from rnnlm.checkpoint import build_from_checkpoint
 from rnnlm.errors import UserError
+from rnnlm.inference.checkpoint import build_from_checkpoint
 from rnnlm.models import RNNLM, TransformerLM, num_parameters
 
 TOLERANCE = 0.05

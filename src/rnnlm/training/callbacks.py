@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnlm.errors import UserError
-from rnnlm.lm import LanguageModel
+from rnnlm.inference.lm import LanguageModel
 from rnnlm.training.nt_asgd import find_nt_asgd
 
 log = logging.getLogger(__name__)

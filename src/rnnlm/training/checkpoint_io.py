@@ -5,7 +5,7 @@ the previous `last.ckpt` intact (plus at most a stray temporary file), never a t
 that fails (a full disk, a file-size limit) is one line that says so, with the previous file intact.
 Lightning's default writer truncates the target first.
 
-Reading: through rnnlm.checkpoint.load_checkpoint (weights_only=True, one-line errors), also when
+Reading: through rnnlm.inference.checkpoint.load_checkpoint (weights_only=True, one-line errors), also when
 Lightning restores a run. `preload` reads a checkpoint ahead, to check it against the model before
 anything is written; Lightning's own read of it then takes that copy instead of reading it again.
 """
@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from rnnlm.checkpoint import load_checkpoint
 from rnnlm.errors import RunError
+from rnnlm.inference.checkpoint import load_checkpoint
 
 # errno -> (what happened, what to do about it)
 _REASONS = {

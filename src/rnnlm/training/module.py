@@ -21,8 +21,8 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from rnnlm.checkpoint import FORMAT
 from rnnlm.data.tokenizers import CHAR_LEVEL, Tokenizer, tokenizer_from_dict
+from rnnlm.inference.checkpoint import FORMAT
 from rnnlm.models import num_parameters
 from rnnlm.training import optim as optim_lib
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity

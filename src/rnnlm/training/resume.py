@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlm.checkpoint import check_archive
 from rnnlm.errors import UserError
+from rnnlm.inference.checkpoint import check_archive
 from rnnlm.training.run_folder import RESULT_FILE, FolderInUse, describe_owner, launch_rank, owner
 
 LAST = "last.ckpt"

@@ -22,7 +22,6 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from rnnlm.checkpoint import check_fits
 from rnnlm.config import CONF_DIR, in_multirun
 from rnnlm.config.check import validate_overrides
 from rnnlm.data.tokenizers import CHAR_LEVEL
@@ -35,6 +34,7 @@ from rnnlm.errors import (
     exit_interrupted,
     user_message,
 )
+from rnnlm.inference.checkpoint import check_fits
 from rnnlm.training import run_folder
 from rnnlm.training.budget import fit_budget
 from rnnlm.training.callbacks import TokensPerSecond
