@@ -9,7 +9,7 @@ The top-level fields are the run as its latest attempt left it; figures are chan
 attempt that produced them, so a resume that fails keeps the run's best validation and test figures.
 A resume that is refused before training starts never begins an attempt and writes nothing. An
 attempt whose process was killed (SIGKILL, power loss) stays `running`; the next attempt marks it
-`killed`. Sweep reports read this file (rnnlm/report.py).
+`killed`. Sweep reports read this file (rnnlm/report/jobs.py).
 """
 
 from __future__ import annotations
