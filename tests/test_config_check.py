@@ -1,4 +1,4 @@
-"""Config validation before anything runs (src/rnnlm/config_check.py)."""
+"""Config validation before anything runs (src/rnnlm/config/check.py) and the shared ranges (rnnlm/schema.py)."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ CASES = [
     (["compile=off"], "compile='off' has the wrong type: expected a boolean"),
     (["optimized_metric=test/ppl"], "optimized_metric='test/ppl' must be val/best_ppl"),
     (["data=text_files"], "data.path is required"),
+    (["+model.vocab_size=5"], "model.vocab_size=5 is set by rnnlm itself when it builds model"),
+    (["scheduler=delayed_exp", "scheduler.gamma=0"], "scheduler.gamma=0 must be in (0, 1]"),
 ]
 
 
@@ -96,3 +98,50 @@ def test_rejected_run_creates_nothing(tmp_path: Path) -> None:
         "error: config: model.hiden_dim=5 is not a known key of model; did you mean model.hidden_dim?"
     ]
     assert not out_root.exists()
+
+
+def test_eval_and_generate_ranges_come_from_the_shared_table() -> None:
+    with pytest.raises(UserError, match=r"temperature=-1 must be >= 0 \(0 is greedy decoding\)"):
+        validate_overrides("generate", str(CONF_DIR), ["ckpt_path=x", "temperature=-1"])
+    with pytest.raises(UserError, match=r"cache.weight=1.5 must be in \[0, 1\]"):
+        validate_overrides("eval", str(CONF_DIR), ["ckpt_path=x", "cache.weight=1.5"])
+
+
+def test_the_code_and_the_check_refuse_a_value_in_the_same_words() -> None:
+    """One table: the model's own ValueError and the pre-start check name the same range."""
+    from rnnlm.models import RNNLM
+
+    with pytest.raises(ValueError) as from_code:
+        RNNLM(vocab_size=10, embedding_dim=4, hidden_dim=4, dropout=1.0)
+    with pytest.raises(UserError) as from_check:
+        validate_overrides("train", str(CONF_DIR), ["model.dropout=1.0"])
+    assert str(from_code.value) == "model.dropout=1.0 must be in [0, 1)"
+    assert str(from_check.value) == f"config: {from_code.value}"
+
+
+def test_every_ranged_key_is_a_key_of_some_config() -> None:
+    """A rule for a key no config has would never run before a start: the table must not rot."""
+    from omegaconf import OmegaConf
+
+    from rnnlm.config.check import RULES
+
+    leaves: set[str] = set()
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+                leaves.add(f"{prefix}{k}")
+
+    for path in CONF_DIR.rglob("*.yaml"):
+        tree = OmegaConf.to_container(OmegaConf.load(path))
+        group = path.parent.relative_to(CONF_DIR).parts
+        walk(
+            tree,
+            f"{group[0]}."
+            if group and group[0] in {"model", "optim", "data", "scheduler", "trainer"}
+            else "",
+        )
+    # computed by the code (vocab_size), or RNNLM arguments a user adds with `+model.<key>=`
+    code_only = {"model.vocab_size", "model.forget_bias", "model.adaptive_div_value"}
+    assert set(RULES) - leaves - code_only == set()

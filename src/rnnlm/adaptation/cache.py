@@ -21,6 +21,8 @@ import math
 import torch
 from torch import Tensor
 
+from rnnlm import schema
+
 
 class ContinuousCache:
     """The memory of one stream laid out in B columns (each column remembers its own past).
@@ -31,10 +33,7 @@ class ContinuousCache:
     def __init__(self, window: int, theta: float, lam: float) -> None:
         if window < 1:
             raise ValueError(f"cache.window={window} must be >= 1 (positions remembered)")
-        if theta < 0:
-            raise ValueError(f"cache.theta={theta} must be >= 0")
-        if not 0.0 <= lam <= 1.0:
-            raise ValueError(f"cache.weight={lam} must be in [0, 1]")
+        schema.check("cache", theta=theta, weight=lam)
         self.window, self.theta, self.lam = window, theta, lam
         self.reset()
 

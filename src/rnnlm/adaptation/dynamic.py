@@ -18,15 +18,13 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from rnnlm import schema
 from rnnlm.models.modes import eval_mode
 from rnnlm.models.rnn_lm import detach_hidden  # the transformer's context detaches the same way
 
 
 def check_settings(lr: float, decay: float) -> None:
-    if lr < 0:
-        raise ValueError(f"dynamic.lr={lr} must be >= 0")
-    if not 0.0 <= decay <= 1.0:
-        raise ValueError(f"dynamic.decay={decay} must be in [0, 1]")
+    schema.check("dynamic", lr=lr, decay=decay)
 
 
 def dynamic_nll(

@@ -16,8 +16,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,123 +28,22 @@ from rnnlm.data.download import DATASETS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
 from rnnlm.models.rules import check_tie_weights
-
-Rule = tuple[Callable[[Any], bool], str]
+from rnnlm.schema import INJECTED, KEYS, Rule, one_of, optional
 
 
 def _num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _positive(v: Any) -> bool:
-    return _num(v) and v > 0
-
-
-def _at_least(n: int) -> Callable[[Any], bool]:
-    return lambda v: _num(v) and v >= n
-
-
-def _unit_interval(v: Any) -> bool:
-    return _num(v) and 0 <= v < 1
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _sha256(v: Any) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
-
-
-def _url(v: Any) -> bool:
-    return isinstance(v, str) and v.split("://", 1)[0] in ("http", "https", "file") and "://" in v
-
-
 # Standard corpora: the download table itself (rnnlm.data.download imports no torch).
 DATASET_NAMES = tuple(sorted(DATASETS))
 
-
-# Impossible values: dotted key -> (check, rule in words).
+# Impossible values: the shared table (rnnlm/schema.py), plus the rules that read another list.
 RULES: dict[str, Rule] = {
-    "optim.lr": (_positive, "must be > 0"),
-    "optim.weight_decay": (_at_least(0), "must be >= 0"),
-    "optim.momentum": (_unit_interval, "must be in [0, 1)"),
-    "model.dropout": (_unit_interval, "must be in [0, 1)"),
-    "model.dropout_input": (_optional(_unit_interval), "must be in [0, 1) or null"),
-    "model.dropout_hidden": (_optional(_unit_interval), "must be in [0, 1) or null"),
-    "model.dropout_embedding": (_unit_interval, "must be in [0, 1)"),
-    "model.dropout_attention": (_unit_interval, "must be in [0, 1)"),
-    "model.weight_drop": (_unit_interval, "must be in [0, 1)"),
-    "model.ar_alpha": (_at_least(0), "must be >= 0"),
-    "model.tar_beta": (_at_least(0), "must be >= 0"),
-    "model.init_range": (_optional(_positive), "must be > 0 or null"),
-    "model.forget_bias": (
-        _optional(lambda v: _num(v) and math.isfinite(v)),
-        "must be a finite number or null",
-    ),
-    "model.adaptive_div_value": (_optional(_positive), "must be > 0 or null"),
-    "model.scan": (lambda v: v in SCAN_BACKENDS, f"must be one of {', '.join(SCAN_BACKENDS)}"),
-    "model.conv_kernel": (
-        lambda v: isinstance(v, int) and (v == 0 or v >= 2),
-        "must be 0 (no convolution) or an integer >= 2",
-    ),
-    "model.mlp_mult": (_at_least(0), "must be >= 0 (0: no MLP)"),
-    "model.heads": (_at_least(1), "must be an integer >= 1"),
-    "model.chunk_size": (_at_least(1), "must be an integer >= 1"),
-    "model.window": (lambda v: v in (1, 2), "must be 1 or 2"),
-    "model.last_hidden_dim": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
-    "model.num_heads": (_at_least(1), "must be an integer >= 1"),
-    "model.max_len": (_at_least(1), "must be an integer >= 1"),
-    "model.memory": (_at_least(0), "must be an integer >= 0"),
-    "optim.nonmono": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
-    "optim.average_after": (
-        _optional(lambda v: _num(v) and 0 < v <= 1),
-        "must be a fraction of the run in (0, 1] or null",
-    ),
-    "model.embedding_dim": (_at_least(1), "must be an integer >= 1"),
-    "model.hidden_dim": (_at_least(1), "must be an integer >= 1"),
-    "model.num_layers": (_at_least(1), "must be an integer >= 1"),
-    "data.batch_size": (_at_least(1), "must be an integer >= 1"),
-    "data.bptt": (_at_least(1), "must be an integer >= 1"),
-    "data.eval_batch_size": (_optional(_at_least(1)), "must be an integer >= 1 or null"),
-    "data.min_freq": (_at_least(1), "must be an integer >= 1"),
-    "data.max_vocab": (
-        _optional(_at_least(3)),
-        "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)",
-    ),
-    "data.encoding_errors": (
-        lambda v: v in ("strict", "replace", "ignore", "surrogateescape"),
-        "must be strict, replace, ignore or surrogateescape",
-    ),
-    "data.tokenizer": (
-        lambda v: v in ("char", "word", "byte", "bpe"),
-        "must be char, word, byte or bpe",
-    ),
-    "data.vocab_size": (
-        _optional(_at_least(257)),
-        "must be null or >= 257 (byte-level BPE: the 256 bytes and at least one merge)",
-    ),
-    "data.dataset": (
-        lambda v: v is None or v in DATASET_NAMES,
-        f"must be null or one of {', '.join(DATASET_NAMES)}",
-    ),
-    "data.url": (_optional(_url), "must be null or an http://, https:// or file:// URL"),
-    "data.sha256": (_optional(_sha256), "must be null or 64 hexadecimal digits"),
-    "trainer.max_epochs": (
-        lambda v: _num(v) and (v >= 1 or v == -1),
-        "must be >= 1 (or -1 for no limit)",
-    ),
-    "trainer.gradient_clip_val": (_optional(_at_least(0)), "must be >= 0 or null"),
-    "model_budget": (_optional(_at_least(1)), "must be a number of parameters >= 1, or null"),
-    "num_samples": (_at_least(1), "must be an integer >= 1 (how many texts generate.py prints)"),
-    "max_new_tokens": (_at_least(1), "must be an integer >= 1"),
-    "optimized_metric": (
-        lambda v: v == "val/best_ppl",
-        "must be val/best_ppl: train() returns the best validation perplexity, which sweeps minimise",
-    ),
-    "seed": (
-        lambda v: v is None or isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "must be an integer >= 0 (or null where a run may leave it unset)",
+    **KEYS,
+    "model.scan": one_of(SCAN_BACKENDS, f"must be one of {', '.join(SCAN_BACKENDS)}"),
+    "data.dataset": optional(
+        one_of(DATASET_NAMES), f"must be null or one of {', '.join(DATASET_NAMES)}"
     ),
 }
 # Keys of a node that are not arguments of its `_target_` but are read by rnnlm itself.
@@ -312,19 +210,17 @@ def _check_added_key(key: str, value: Any, base: dict) -> None:
     name = parts[depth]
     known = {k for k in parent if not k.startswith("_")}
     target = parent.get("_target_") if isinstance(parent, dict) else None
+    injected = INJECTED.get(parent_key, set())
     if target and depth == len(parts) - 1:
+        if name in injected:
+            raise UserError(
+                f"config: {key}={_show(value)} is set by rnnlm itself when it builds {parent_key}: "
+                f"drop the override"
+            )
         params = _signature_params(target)
         if params is None or name in params:
             return
-        known |= params - {
-            "self",
-            "params",
-            "optimizer",
-            "vocab_size",
-            "tokenizer_state",
-            "callbacks",
-            "logger",
-        }
+        known |= params - injected - {"self"}
     where = parent_key or "the top level"
     prefix = f"{parent_key}." if parent_key else ""
     raise UserError(
@@ -374,12 +270,12 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
                 f"config: {key}={_show(value)} has the wrong type: expected {_kind_name(default)} "
                 f"(the default is {_show(default)})"
             )
-    for key, (ok, rule) in RULES.items():
+    for key, rule in RULES.items():
         value = _get(full, key)
         if value is _ABSENT or (isinstance(value, str) and value.startswith("${")):
             continue
-        if isinstance(value, float) and math.isnan(value) or not ok(value):
-            raise _fail(key, value, rule)
+        if rule.broken_by(value):
+            raise _fail(key, value, rule.words)
     data = full.get("data") or {}
     if data.get("tokenizer") == "bpe" and data.get("vocab_size") is None:
         raise UserError(

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from rnnlm import schema
 from rnnlm.data.download import prepare_dataset
 from rnnlm.data.layout import VariableWindows, Windows, check_bptt, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
@@ -76,11 +77,8 @@ class LMDataModule(L.LightningDataModule):
         sha256: str | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size={batch_size} must be >= 1")
+        schema.check("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
         check_bptt(bptt)
-        if eval_batch_size is not None and eval_batch_size < 1:
-            raise ValueError(f"data.eval_batch_size={eval_batch_size} must be >= 1 (or null)")
         self.path = path
         self.tokenizer_kind = tokenizer_state["kind"] if tokenizer_state else tokenizer
         self.batch_size = batch_size

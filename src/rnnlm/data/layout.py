@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from rnnlm import schema
 from rnnlm.errors import UserError
 
 
@@ -30,8 +31,10 @@ class LayoutError(UserError):
 
 
 def check_bptt(bptt: int) -> None:
-    if bptt < 1:
-        raise LayoutError(f"data.bptt={bptt} must be >= 1")
+    try:
+        schema.check("data", bptt=bptt)
+    except ValueError as err:
+        raise LayoutError(str(err)) from None
 
 
 def check_fits(num_tokens: int, batch_size: int, bptt: int, split: str) -> None:

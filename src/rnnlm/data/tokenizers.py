@@ -19,6 +19,8 @@ from itertools import count, repeat
 
 import numpy as np
 
+from rnnlm import schema
+
 UNK = "<unk>"
 EOS = "<eos>"
 # Kinds whose loss is also reported in bits per character (per byte for `byte`).
@@ -197,13 +199,7 @@ class WordTokenizer(Tokenizer):
 
     @staticmethod
     def _check_limits(min_freq: int, max_vocab: int | None) -> None:
-        if min_freq < 1:
-            raise ValueError(f"data.min_freq={min_freq} must be >= 1")
-        if max_vocab is not None and max_vocab < 3:
-            raise ValueError(
-                f"data.max_vocab={max_vocab} leaves no room for words: it must be >= 3 "
-                f"({UNK}, {EOS} and at least one word) or null for no limit"
-            )
+        schema.check("data", min_freq=min_freq, max_vocab=max_vocab)
 
     @classmethod
     def from_counts(

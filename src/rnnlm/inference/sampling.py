@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rnnlm import schema
+
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
     """Set to -inf every logit outside the top-k and outside the smallest set whose mass >= top_p.
@@ -29,15 +31,7 @@ def check_sampling(
     temperature: float, top_k: int | None = None, top_p: float | None = None
 ) -> None:
     """ValueError naming the setting and its range, for a value that would be ignored or fail later."""
-    if not temperature >= 0:  # also NaN
-        raise ValueError(f"temperature={temperature} must be >= 0 (0 is greedy decoding)")
-    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
-        raise ValueError(f"top_k={top_k} must be an integer >= 1, or null for no limit")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(
-            f"top_p={top_p} must be in (0, 1] (1 keeps every token; for greedy decoding use "
-            "temperature=0)"
-        )
+    schema.check("", temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 def next_token(

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlm import schema
 from rnnlm.models.adaptive import TiedAdaptiveSoftmax
 from rnnlm.models.cells.keys import PARALLEL_CELLS, check_cell_options
 from rnnlm.models.cells.stack import CellStack
@@ -115,29 +116,22 @@ class RNNLM(nn.Module):
             weight_drop=weight_drop,
         )
         check_cell_options(cell, cell_options, hidden_dim)
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("hidden_dim", hidden_dim),
-            ("num_layers", num_layers),
-            ("last_hidden_dim", last_hidden_dim or 1),
-        ):
-            if value < 1:
-                raise ValueError(f"model.{name}={value} must be >= 1")
-        for name, value in (
-            ("dropout", dropout),
-            ("dropout_input", dropout_input),
-            ("dropout_hidden", dropout_hidden),
-            ("dropout_embedding", dropout_embedding),
-            ("weight_drop", weight_drop),
-        ):
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"model.{name}={value} must be in [0, 1)")
-        for name, value in (("ar_alpha", ar_alpha), ("tar_beta", tar_beta)):
-            if value < 0:
-                raise ValueError(f"model.{name}={value} must be >= 0")
-        if init_range is not None and init_range <= 0:
-            raise ValueError(f"model.init_range={init_range} must be > 0 (or null)")
+        schema.check(
+            "model",
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            last_hidden_dim=last_hidden_dim,
+            dropout=dropout,
+            dropout_input=dropout_input,
+            dropout_hidden=dropout_hidden,
+            dropout_embedding=dropout_embedding,
+            weight_drop=weight_drop,
+            ar_alpha=ar_alpha,
+            tar_beta=tar_beta,
+            init_range=init_range,
+        )
         if forget_bias is not None and cell != "lstm":
             raise ValueError(
                 f"model.forget_bias={forget_bias} applies to LSTM cells only (got model.cell={cell!r}): "

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnlm import schema
+
 
 class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float, dropout_attention: float) -> None:
@@ -61,15 +63,16 @@ class TransformerLM(nn.Module):
         tie_weights: bool = True,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("vocab_size", vocab_size),
-            ("embedding_dim", embedding_dim),
-            ("num_layers", num_layers),
-            ("num_heads", num_heads),
-            ("max_len", max_len),
-        ):
-            if value < 1:
-                raise ValueError(f"model.{name}={value} must be >= 1")
+        schema.check(
+            "model",
+            vocab_size=vocab_size,
+            embedding_dim=embedding_dim,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            max_len=max_len,
+            dropout=dropout,
+            dropout_attention=dropout_attention,
+        )
         if embedding_dim % num_heads:
             raise ValueError(
                 f"model.embedding_dim={embedding_dim} must be a multiple of model.num_heads={num_heads}"
@@ -78,9 +81,6 @@ class TransformerLM(nn.Module):
             raise ValueError(
                 f"model.memory={memory} must be in [0, model.max_len={max_len}): a window needs room"
             )
-        for name, value in (("dropout", dropout), ("dropout_attention", dropout_attention)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"model.{name}={value} must be in [0, 1)")
         self.vocab_size = vocab_size
         self.max_len = max_len
         self.memory = memory

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from rnnlm import schema
+
 log = logging.getLogger(__name__)
 
 
@@ -38,16 +40,9 @@ class NTASGD(torch.optim.Optimizer):
         average_from_start: bool = False,
         average_after: float | None = None,
     ) -> None:
-        if lr <= 0:
-            raise ValueError(f"optim.lr={lr} must be > 0")
-        if nonmono is not None and nonmono < 1:
-            raise ValueError(f"optim.nonmono={nonmono} must be an integer >= 1 (or null)")
-        if weight_decay < 0:
-            raise ValueError(f"optim.weight_decay={weight_decay} must be >= 0")
-        if average_after is not None and not 0.0 < average_after <= 1.0:
-            raise ValueError(
-                f"optim.average_after={average_after} must be a fraction of the run in (0, 1] (or null)"
-            )
+        schema.check(
+            "optim", lr=lr, nonmono=nonmono, weight_decay=weight_decay, average_after=average_after
+        )
         self.average_after = average_after
         defaults = {"lr": lr, "weight_decay": weight_decay}
         super().__init__(params, defaults)
