@@ -17,7 +17,7 @@ natural text (about 83% of wikitext-2-mini's at 2,000 words).
 torch's own forward, `log_prob` and `predict` run unchanged on top (they only call `head(h)` and
 `tail[i](h)`). Each call first splits E into its clusters' row blocks once (`torch.split`): the
 backward then writes E's gradient in one (V, D) pass, where a slice per cluster would zero-fill a
-(V, D) gradient for each slice and add them up (4% of a tied 2 x 256 model's training step).
+(V, D) gradient for each slice and add them up (docs/how-it-works.md, section 7).
 """
 
 from __future__ import annotations

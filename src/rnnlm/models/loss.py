@@ -54,8 +54,8 @@ def _chunked(
 
     Per chunk of c tokens:
       1. logits, vocabulary-major: z = weight @ h_c.T, a (V, c) matrix. The same numbers as
-         (h_c @ weight.T).T, but BLAS runs a tall (V, c) output much faster than a wide (c, V) one
-         (1.5x here), and the passes below then all run over contiguous memory;
+         (h_c @ weight.T).T, but BLAS runs a tall (V, c) output faster than a wide (c, V) one, and
+         the passes below then all run over contiguous memory;
       2. z <- exp(z + bias - shift), one shift for the whole chunk (an upper bound of its largest logit,
          so nothing overflows); the column sums give logsumexp and the loss; z / sums are the
          probabilities. A token whose column sum underflows (its logits all far below the chunk's

@@ -33,8 +33,8 @@ _KERNELS = {
 
 
 # cuDNN copies the weights of a layer run this way into one buffer at every call (it must anyway: the
-# dropped matrix is new at every call) and warns about it once; measured on an H200, weight drop costs
-# 2-6% over the plain nn.LSTM/nn.GRU call (2 x 650, batch 20, bptt 70). The warning says nothing actionable.
+# dropped matrix is new at every call) and warns about it once. The copy costs a few percent
+# (docs/how-it-works.md, section 7); the warning says nothing actionable.
 warnings.filterwarnings(
     "ignore", message="RNN module weights are not part of single contiguous chunk of memory"
 )
@@ -44,10 +44,10 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Element-wise (inverted) dropout: each element zeroed with probability p, the rest scaled so that
     the expectation is x. The same maths as `F.dropout`, with p rounded to a multiple of 1/65536.
 
-    Why not `F.dropout`: on a CPU it draws one Mersenne-Twister number per element (Bernoulli), about
-    15 ns each, which is 8% of a 2 x 512 GRU's training step on 2 cores (three dropouts of 4.2 M
-    elements). Here one 64-bit draw gives four 16-bit uniform numbers, compared with the threshold in
-    one vectorised pass: the mask costs 5x less. On other devices this is `F.dropout`.
+    Why not `F.dropout`: on a CPU it draws one Mersenne-Twister number per element (Bernoulli), a
+    visible share of a small model's training step. Here one 64-bit draw gives four 16-bit uniform
+    numbers, compared with the threshold in one vectorised pass (docs/how-it-works.md, section 7, has
+    the cost of each). On other devices this is `F.dropout`.
     """
     if not training or p == 0.0:
         return x

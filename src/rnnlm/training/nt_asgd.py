@@ -10,10 +10,9 @@ restored from checkpoints with it.
 
 `nonmono=None` leaves the switch to `average_after` alone. `average_after` (a fraction of the run) is a
 deadline for a time budget: averaging starts once that share of the run's steps is done even if
-validation has not triggered it yet. The averaged iterate is much better than the last one (on
-wikitext-2-mini, validation perplexity 190 -> 141 within 10% of the run), and at a high learning rate
-the validation curve is too noisy for the non-monotone test to fire at a useful time within a short
-run. The training loop calls `plan(total_steps)` to turn the fraction into a step.
+validation has not triggered it yet: the averaged iterate is much better than the last one, and at a
+high learning rate the validation curve is too noisy for the non-monotone test to fire at a useful
+time within a short run (docs/quality.md has the measurements). The training loop calls `plan(total_steps)` to turn the fraction into a step.
 """
 
 from __future__ import annotations

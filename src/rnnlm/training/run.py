@@ -160,7 +160,7 @@ def keep_large_blocks_in_heap() -> None:
 
     By default glibc hands large freed blocks back to the kernel and the next step's allocation of the
     same size page-faults them in again, zero-filled: for a word-level model that is every step's fresh
-    output-layer gradient (13,777 x 200 floats, 11 MB), some 2,000 page faults per step.
+    output-layer gradient (docs/how-it-works.md, section 7).
     """
     if sys.platform != "linux":
         return
