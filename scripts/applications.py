@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from rnnlm.applications.embed import embed  # noqa: E402
+from rnnlm.applications.embedding import embed  # noqa: E402
 from rnnlm.applications.rank import rank_continuations  # noqa: E402
 from rnnlm.applications.search import split_passages  # noqa: E402
 from rnnlm.applications.tasks import (  # noqa: E402

@@ -110,3 +110,17 @@ def test_models_import_no_framework() -> None:
         if target.split(".")[0] in MODELS_MAY_NOT_IMPORT
     ]
     assert not bad, bad
+
+
+def test_no_lazy_name_is_shadowed_by_a_submodule() -> None:
+    """A package that exports names on first use (rnnlm.lazy) must not export a name that is also one
+    of its modules: once that module is imported, the package attribute is the module, not the name."""
+    import importlib
+
+    clashes = []
+    for init in (SRC / "rnnlm").rglob("__init__.py"):
+        package = importlib.import_module(_module_name(init))
+        for name in getattr(package, "_WHERE", {}):
+            if (init.parent / f"{name}.py").exists() or (init.parent / name).is_dir():
+                clashes.append(f"{package.__name__}.{name}")
+    assert not clashes, clashes

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from rnnlm.applications.embed import embed
+from rnnlm.applications.embedding import embed
 from rnnlm.data.sources import read_text
 from rnnlm.errors import UserError
 
