@@ -23,7 +23,7 @@ scan, and the only sequential part is cheap element-wise arithmetic. Backends (`
   element-wise op); on a CPU, where the chunked scan's steps are already single vectorised loops, it
   is the chunked scan.
 
-All backends agree to float rounding (tests/test_cells.py). The chunked scan has its own backward, a
+All backends agree to float rounding (tests/models/test_cells.py). The chunked scan has its own backward, a
 scan of the same shape backwards in time (LinearScan); the others' gradients are autograd's.
 """
 

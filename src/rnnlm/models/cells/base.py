@@ -3,7 +3,7 @@
     forward(x (T, B, in_dim), state | None) -> (y (T, B, out_dim), state)   the whole window at once
     step(x (B, in_dim), state | None)        -> (y (B, out_dim), state)      one token, O(1) time and memory
 
-The two agree (tests/test_cells.py). A state is a tuple of tensors, each (1, B, ...): batch at dim 1,
+The two agree (tests/models/test_cells.py). A state is a tuple of tensors, each (1, B, ...): batch at dim 1,
 like the (L, B, H) state of nn.GRU, so the code that carries, detaches, repeats, gathers (DDP) and
 checkpoints hidden states treats every cell alike. None is the zero state.
 
