@@ -42,7 +42,7 @@ CHILD = r"""
 import json, resource, sys, time
 import torch
 sys.path.insert(0, sys.argv[1])
-from rnnlm.training.run import keep_large_blocks_in_heap
+from rnnlm.training.launch import keep_large_blocks_in_heap
 keep_large_blocks_in_heap()  # as src/train.py does: big blocks reused, not page-faulted in again
 spec = json.loads(sys.argv[2])
 device = torch.device(spec.get("device", "cpu"))

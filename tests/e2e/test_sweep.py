@@ -211,26 +211,26 @@ SLURM_VARS = ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_NAME", "SLURM_
 
 def test_ddp_in_a_multirun_is_allowed_only_where_slurm_starts_the_ranks(monkeypatch) -> None:
     from rnnlm.errors import UserError
-    from rnnlm.training import run
+    from rnnlm.training import launch
 
-    monkeypatch.setattr(run, "in_multirun", lambda: True)
+    monkeypatch.setattr(launch, "in_multirun", lambda: True)
     for var in SLURM_VARS:
         monkeypatch.delenv(var, raising=False)
     ddp = OmegaConf.create({"trainer": {"strategy": "ddp"}})
 
     with pytest.raises(UserError, match="re-run the whole sweep"):
-        run.check_launch(ddp)  # the basic or local launcher: Lightning would start the ranks
-    run.check_launch(OmegaConf.create({"trainer": {"strategy": "ddp_spawn"}}))
-    run.check_launch(OmegaConf.create({"trainer": {"strategy": "auto"}}))
+        launch.check_launch(ddp)  # the basic or local launcher: Lightning would start the ranks
+    launch.check_launch(OmegaConf.create({"trainer": {"strategy": "ddp_spawn"}}))
+    launch.check_launch(OmegaConf.create({"trainer": {"strategy": "auto"}}))
 
     # A task started by srun with 4 tasks per node (hydra/launcher=slurm, tasks_per_node=4).
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
     monkeypatch.setenv("SLURM_JOB_NAME", "train")
     monkeypatch.setenv("SLURM_PROCID", "0")
-    run.check_launch(ddp)
+    launch.check_launch(ddp)
 
     # An interactive SLURM shell (srun --pty bash) does not start ranks: still refused.
     monkeypatch.setenv("SLURM_JOB_NAME", "bash")
     with pytest.raises(UserError):
-        run.check_launch(ddp)
+        launch.check_launch(ddp)

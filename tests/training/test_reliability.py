@@ -374,15 +374,15 @@ def test_multirun_refuses_every_kind_of_subprocess_ranks(
     from omegaconf import OmegaConf
 
     from rnnlm.errors import UserError
-    from rnnlm.training import run
+    from rnnlm.training import launch
 
-    monkeypatch.setattr(run, "in_multirun", lambda: True)
+    monkeypatch.setattr(launch, "in_multirun", lambda: True)
     cfg = OmegaConf.create({"trainer": trainer})
     if refused:
         with pytest.raises(UserError, match="would make every rank re-run the whole sweep"):
-            run.check_launch(cfg)
+            launch.check_launch(cfg)
     else:
-        run.check_launch(cfg)
+        launch.check_launch(cfg)
 
 
 @pytest.mark.slow

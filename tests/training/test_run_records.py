@@ -423,8 +423,8 @@ def test_sigterm_during_validation_stops_after_the_next_step_with_last_ckpt(
     from conftest import train_in_process
 
     sender = SignalDuringValidation()
-    real = run_module._instantiate_group
-    monkeypatch.setattr(run_module, "_instantiate_group", lambda g: [*real(g), sender])
+    real = run_module.instantiate_group
+    monkeypatch.setattr(run_module, "instantiate_group", lambda g: [*real(g), sender])
     run = tmp_path / "run"
     overrides = [
         *tiny_overrides(corpus_dir),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import statistics
 import time
+from typing import Any
 
 import lightning as L
 import torch
@@ -248,3 +250,17 @@ class TimeBudget(L.Callback):
         if opt is not None and not opt.averaging:
             opt.plan(total)
         log.debug("time budget: %d -> %d steps (at step %d)", old, total, trainer.global_step)
+
+
+def steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
+    """Training tokens/s after the warm-up steps, validation left out (from the TokensPerSecond callback)."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, TokensPerSecond) and cb.steady_steps:
+            return {
+                "steady_tokens_per_sec": cb.steady_tokens_per_sec,
+                "steady_steps": cb.steady_steps,
+                "steady_step_ms_median": 1000 * statistics.median(cb.step_seconds),
+                "warmup_steps": cb.warmup_steps,
+                "val_tokens_per_sec": cb.val_tokens_per_sec if cb.val_tokens else None,
+            }
+    return {}

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
 import math
-import re
 import signal
-import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlm.config import CONF_DIR, in_multirun
 from rnnlm.config.check import validate_overrides
-from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.errors import (
     EXIT_FAILED,
     EXIT_FINISHED,
@@ -37,9 +31,19 @@ from rnnlm.errors import (
 from rnnlm.inference.checkpoint import check_fits
 from rnnlm.training import run_folder
 from rnnlm.training.budget import fit_budget
-from rnnlm.training.callbacks import TokensPerSecond
+from rnnlm.training.callbacks import steady_throughput
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
+from rnnlm.training.console import print_interrupted, print_resuming, print_summary
 from rnnlm.training.interrupts import StopAtStepBoundary, StopSignals
+from rnnlm.training.launch import (
+    check_launch,
+    flat_hparams,
+    instantiate_group,
+    keep_large_blocks_in_heap,
+    run_name,
+    run_overrides,
+    task_overrides,
+)
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
@@ -57,120 +61,6 @@ for _name in ("lightning.pytorch", "lightning.fabric"):
         _logger.propagate = False
         _logger.addHandler(logging.StreamHandler())
 
-# Overrides that say where or how to run, not what is trained: left out of TensorBoard run names.
-_NOT_IN_RUN_NAME = (
-    "hydra.",
-    "paths.",
-    "resume",
-    "trainer",
-    "callbacks",
-    "logger",
-    "debug",
-    "compile",
-)
-
-
-def run_name(overrides: list[str]) -> str:
-    """TensorBoard run name from the job's overrides, e.g. `model=lstm,optim=sgd`."""
-    keep = [o.lstrip("+~") for o in overrides if not o.lstrip("+~").startswith(_NOT_IN_RUN_NAME)]
-    name = ",".join(sorted(keep)) or "default"
-    return re.sub(r"[^\w=,.+\-]", "_", name)[:200]
-
-
-def _run_overrides(out_dir: Path) -> list[str]:
-    """The overrides the run was started with (read back from its folder when it is resumed)."""
-    saved = out_dir / ".hydra" / "overrides.yaml"
-    if saved.is_file():
-        return [str(o) for o in OmegaConf.load(saved)]
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def check_launch(cfg: DictConfig) -> None:
-    """Refuse subprocess DDP inside a Hydra multirun: every rank would re-run the whole sweep.
-
-    Allowed in a task that srun started (hydra/launcher=slurm, tasks_per_node = GPUs): SLURM starts
-    one process per rank, each runs this one job, and Lightning takes the ranks from SLURM.
-    """
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    strategy = str(cfg.trainer.get("strategy", "auto"))
-    what = f"trainer.strategy={strategy}"
-    if strategy == "auto":  # Lightning picks subprocess DDP for more than one device or node
-        devices = _device_count(cfg.trainer.get("devices", "auto"), cfg.trainer.get("accelerator"))
-        nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
-        if devices > 1 or nodes > 1:
-            strategy = "ddp"
-            what = f"trainer.devices={cfg.trainer.get('devices')} (Lightning then starts DDP processes)"
-    subprocess_ranks = strategy.startswith(("ddp", "fsdp", "deepspeed")) and "spawn" not in strategy
-    if in_multirun() and subprocess_ranks and not SLURMEnvironment.detect():
-        raise UserError(
-            f"{what} inside a multirun (-m) would make every rank re-run the whole "
-            "sweep: run multi-process jobs one at a time without -m, or use trainer.strategy=ddp_spawn, "
-            "or hydra/launcher=slurm so SLURM starts the ranks"
-        )
-
-
-def _device_count(devices: Any, accelerator: Any) -> int:
-    """How many devices `trainer.devices` asks for ('auto' and -1: every GPU, if GPUs are used)."""
-    if isinstance(devices, list | ListConfig):
-        return len(devices)
-    try:
-        if int(devices) >= 0:
-            return int(devices)
-    except (TypeError, ValueError):  # "auto", None, or GPU ids as "0,1"
-        pass
-    if str(accelerator) == "cpu":
-        return 1
-    import torch
-
-    return max(torch.cuda.device_count(), 1)
-
-
-def _instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
-    """Each `_target_` entry of a group like `callbacks:` or `logger:`, in order."""
-    if not group:
-        return []
-    return [instantiate(c, **kwargs) for c in group.values() if c is not None and "_target_" in c]
-
-
-def _flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's hyperparameters as flat scalars for TensorBoard's HPARAMS tab."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    keep = {
-        k: resolved[k] for k in ("data", "model", "optim", "scheduler", "seed") if k in resolved
-    }
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                if k != "_target_":
-                    walk(f"{prefix}{k}/" if prefix or k else k, v)
-        else:
-            flat[prefix.rstrip("/")] = (
-                node if isinstance(node, int | float | str | bool) else str(node)
-            )
-
-    walk("", keep)
-    return flat
-
-
-def keep_large_blocks_in_heap() -> None:
-    """Let glibc reuse freed blocks of up to 64 MB instead of unmapping them (Linux only).
-
-    By default glibc hands large freed blocks back to the kernel and the next step's allocation of the
-    same size page-faults them in again, zero-filled: for a word-level model that is every step's fresh
-    output-layer gradient (docs/how-it-works.md, section 7).
-    """
-    if sys.platform != "linux":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
 
 def train(cfg: DictConfig) -> float:
     """Fit, test the best checkpoint, print a summary; return the best validation perplexity.
@@ -187,14 +77,14 @@ def train(cfg: DictConfig) -> float:
     changes: dict[str, Any] = {}
     if resumed:
         run_dir, ckpt_path = find_resume(str(cfg.resume), cfg.paths.log_dir)
-        cfg, changes = load_run_config(run_dir, cfg, _task_overrides())
+        cfg, changes = load_run_config(run_dir, cfg, task_overrides())
     out_dir = Path(cfg.paths.output_dir)
     owner = launch_rank() == 0
     if owner:
         run_folder.lock(out_dir)
         if not resumed:
             run_folder.refuse_if_taken(out_dir)
-    name = run_name(_run_overrides(out_dir))
+    name = run_name(run_overrides(out_dir))
     record = RunRecord(out_dir, name, resumed_from=ckpt_path if resumed else None)
     if resumed:  # the attempt begins when training does: a resume refused before leaves no trace
         record.on_begin = lambda: save_resume_changes(out_dir, changes)
@@ -205,7 +95,7 @@ def train(cfg: DictConfig) -> float:
             try:
                 check_launch(cfg)
                 if in_multirun():  # a single run was checked before Hydra started
-                    validate_overrides("train", CONF_DIR, _task_overrides())
+                    validate_overrides("train", CONF_DIR, task_overrides())
                 return _fit_and_test(cfg, ckpt_path, name, record, signals, resumed)
             except BaseException as err:
                 _record_failure(cfg, record, err, signals)
@@ -216,10 +106,6 @@ def train(cfg: DictConfig) -> float:
         # The Trainer keeps its data loaders (views of memory-mapped token files) in reference cycles;
         # collect them now so a sweep of many jobs in one process does not pile up open files.
         gc.collect()
-
-
-def _task_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _record_failure(
@@ -241,28 +127,12 @@ def _record_failure(
         reason = f"interrupted by {signal.Signals(signum).name}"
         if record.began is not None:
             record.end("interrupted", code, reason)
-        _print_interrupted(cfg, reason)
+        print_interrupted(cfg, reason)
         raise SystemExit(code) from None
     if isinstance(err, Exception):
         record.end("failed", exit_code(err), (user_message(err) or repr(err))[:500])
     elif isinstance(err, SystemExit):
         record.end("failed", err.code if isinstance(err.code, int) else EXIT_FAILED, repr(err))
-
-
-def _print_interrupted(cfg: DictConfig, reason: str) -> None:
-    if launch_rank() != 0:
-        return
-    out = Path(cfg.paths.output_dir)
-    last = out / "checkpoints" / "last.ckpt"
-    lines = [f"{reason}: the run stopped before it finished", f"output folder:      {out}"]
-    if last.is_file():
-        lines += [
-            f"last checkpoint:    {last}",
-            f"resume it with:     python src/train.py resume={out}",
-        ]
-    else:
-        lines.append("last checkpoint:    none was written yet: the run starts again from scratch")
-    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _fit_and_test(
@@ -309,13 +179,13 @@ def _fit_and_test(
             ckpt, module.state_dict(), tokenizer.to_dict(), datamodule.corpus_fingerprint, ckpt_path
         )
         _check_epochs(ckpt, trainer_cfg.get("max_epochs"), Path(cfg.paths.output_dir))
-        _print_resuming(cfg, record, ckpt, ckpt_path)
+        print_resuming(cfg, record, ckpt, ckpt_path)
         # Lightning warns that a mid-epoch resume is unreliable: rnnlm resumes the stream itself,
         # at the exact window (LMModule.on_load_checkpoint, LMDataModule.resume_train_at).
         warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before")
     record.update(num_parameters=module.num_parameters)
 
-    callbacks = [*_instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
     if resumed:
         callbacks.append(_BeginAttempt(record))
     loggers: list[Logger] = []
@@ -329,7 +199,7 @@ def _fit_and_test(
     )
 
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
-        hparams = _flat_hparams(cfg)
+        hparams = flat_hparams(cfg)
         for lg in loggers:
             if isinstance(lg, TensorBoardLogger):  # HPARAMS needs a metric registered with them
                 lg.log_hyperparams(hparams, metrics={"val/best_ppl": math.nan})
@@ -363,7 +233,7 @@ def _fit_and_test(
     speed = {}
     if totals["tokens_trained_here"] > 0 and train_time > 0:
         speed = {"tokens_per_sec": totals["tokens_trained_here"] / train_time}
-        speed.update(_steady_throughput(trainer))
+        speed.update(steady_throughput(trainer))
     record.begin()  # (a resume whose fit had nothing left to train never started its training)
     record.end(
         "finished" if finished else "interrupted",
@@ -376,7 +246,7 @@ def _fit_and_test(
         epochs=totals["epochs"],
         steps=totals["steps"],
     )
-    _print_summary(cfg, trainer, best_val_ppl, test_ppl)
+    print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
 
 
@@ -400,56 +270,3 @@ def _check_epochs(ckpt: dict, max_epochs: Any, run: Path) -> None:
             f"resume: run {run} has trained {done} epochs, more than trainer.max_epochs={max_epochs}: "
             f"pass resume={run} trainer.max_epochs=<more than {done}> to train it further"
         )
-
-
-def _print_resuming(cfg: DictConfig, record: RunRecord, ckpt: dict, ckpt_path: str) -> None:
-    """The start-up summary of a resume: which run, how its attempts went, which checkpoint."""
-    if launch_rank() != 0:
-        return
-    attempts = record.data.get("attempts") or []
-    # an attempt still marked running is not running now (this process holds the folder): killed
-    history = ", ".join(
-        "killed" if a.get("status") == "running" else str(a.get("status")) for a in attempts
-    )
-    history = history or "none recorded"
-    print(
-        f"resuming run:       {cfg.paths.output_dir} (attempts so far: {history})\n"
-        f"from checkpoint:    {ckpt_path} (epoch {ckpt.get('epoch', 0)}, "
-        f"step {ckpt.get('global_step', 0)})",
-        flush=True,
-    )
-
-
-def _steady_throughput(trainer: L.Trainer) -> dict[str, Any]:
-    """Training tokens/s after the warm-up steps, validation left out (from the TokensPerSecond callback)."""
-    for cb in trainer.callbacks:
-        if isinstance(cb, TokensPerSecond) and cb.steady_steps:
-            return {
-                "steady_tokens_per_sec": cb.steady_tokens_per_sec,
-                "steady_steps": cb.steady_steps,
-                "steady_step_ms_median": 1000 * statistics.median(cb.step_seconds),
-                "warmup_steps": cb.warmup_steps,
-                "val_tokens_per_sec": cb.val_tokens_per_sec if cb.val_tokens else None,
-            }
-    return {}
-
-
-def _print_summary(
-    cfg: DictConfig, trainer: L.Trainer, best_val_ppl: float, test_ppl: float
-) -> None:
-    if trainer.global_rank != 0:
-        return
-    out = Path(cfg.paths.output_dir)
-    lines = [
-        f"output folder:      {out}",
-        f"best val perplexity: {best_val_ppl:.3f}",
-        f"test perplexity:     {test_ppl:.3f} (best checkpoint)",
-    ]
-    if cfg.data.tokenizer in CHAR_LEVEL and math.isfinite(best_val_ppl):
-        lines.append(f"best val bpc:        {math.log2(best_val_ppl):.4f}")
-    if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
-        lines.append(f"best checkpoint:     {trainer.checkpoint_callback.best_model_path}")
-    lines.append(
-        f"look at the run:     tensorboard --logdir {out / 'tensorboard'} --host 127.0.0.1"
-    )
-    print("\n".join(lines), flush=True)
