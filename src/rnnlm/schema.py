@@ -3,7 +3,7 @@
 A model, data module or optimiser checks its arguments with `check("model", dropout=...)` and raises
 ValueError("model.dropout=1.5 must be in [0, 1)"); the pre-start config check (rnnlm/config/check.py)
 walks the same table over the composed config and refuses the same value in one line before anything
-runs. Rules that depend on another list (the corpus names, the scan backends) or on several keys at
+runs. Rules that depend on another list (the corpus names, the tokenizer kinds, the scan backends) or on several keys at
 once (tied weights, a cell's options) live beside that list or those keys; the config check adds them.
 Pure Python: importable from every layer, and the config check stays free of torch.
 """
@@ -117,7 +117,6 @@ KEYS: dict[str, Rule] = {
         count(3), "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)"
     ),
     "data.encoding_errors": one_of(("strict", "replace", "ignore", "surrogateescape")),
-    "data.tokenizer": one_of(("char", "word", "byte", "bpe")),
     "data.vocab_size": optional(
         count(257), "must be null or >= 257 (byte-level BPE: the 256 bytes and at least one merge)"
     ),

@@ -10,7 +10,7 @@ docs/*.md:
   whose first part may be the module's own name, or `src/rnnlm/inference/lm.py::LanguageModel.score`) names a
   function, class or assigned name that the linked file defines (at module level, or inside its
   classes: one dotted part per level);
-- a link whose text is a file name in backticks (`data/tokenizers.py`) links to that file;
+- a link whose text is a file name in backticks (`data/layout.py`) links to that file;
 - every link into a .py file, whatever its text ("scripts/"), points at a file that exists.
 """
 
@@ -31,7 +31,7 @@ DOCS = sorted((REPO_ROOT / "docs").glob("*.md")) + [REPO_ROOT / "README.md"]
 LINK = re.compile(r"\[(?P<text>[^\[\]]+)\]\((?P<path>[^()\s#]+\.py)(?P<anchor>#[^()\s]*)?\)")
 LINE_ANCHOR = re.compile(r"#L\d+(?:-L\d+)?")
 DOTTED = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-# `data/tokenizers.py`: a file name in backticks.
+# `data/layout.py`: a file name in backticks.
 FILE_TEXT = re.compile(r"`(?P<file>[\w./-]+\.py)`")
 # `RNNLM`, `LMModule._step`, `metrics.perplexity`, `src/rnnlm/inference/lm.py::LanguageModel.score`.
 SYMBOL_TEXT = re.compile(rf"`(?:(?P<file>[\w./-]+\.py)::)?(?P<name>{DOTTED})`")

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rnnlm.data.download import DATASETS
+from rnnlm.data.tokenizers import TOKENIZERS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
 from rnnlm.models.rules import check_tie_weights
@@ -42,6 +43,7 @@ DATASET_NAMES = tuple(sorted(DATASETS))
 RULES: dict[str, Rule] = {
     **KEYS,
     "model.scan": one_of(SCAN_BACKENDS, f"must be one of {', '.join(SCAN_BACKENDS)}"),
+    "data.tokenizer": one_of(tuple(TOKENIZERS)),
     "data.dataset": optional(
         one_of(DATASET_NAMES), f"must be null or one of {', '.join(DATASET_NAMES)}"
     ),
