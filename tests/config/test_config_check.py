@@ -123,7 +123,7 @@ def test_every_ranged_key_is_a_key_of_some_config() -> None:
     """A rule for a key no config has would never run before a start: the table must not rot."""
     from omegaconf import OmegaConf
 
-    from rnnlm.config.check import RULES
+    from rnnlm.config.keys import RULES
 
     leaves: set[str] = set()
 

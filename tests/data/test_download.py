@@ -138,7 +138,7 @@ def test_data_config_downloads_then_trains(tmp_path: Path) -> None:
 def test_every_standard_corpus_config_names_a_published_location() -> None:
     from omegaconf import OmegaConf
 
-    from rnnlm.config.check import DATASET_NAMES
+    from rnnlm.config.keys import DATASET_NAMES
     from rnnlm.data.download import DATASETS
 
     assert set(DATASET_NAMES) == set(DATASETS)

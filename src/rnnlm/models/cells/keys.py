@@ -1,5 +1,5 @@
 """Which model keys each parallel cell reads, and the one-line refusal of a key that means nothing for
-the cell chosen. Imports nothing heavy: the config check (rnnlm/config_check.py) reads it before a run
+the cell chosen. Imports nothing heavy: the config check (rnnlm/config/keys.py) reads it before a run
 starts, and RNNLM reads it when it is built, so both refuse the same keys for the same reason.
 """
 
