@@ -145,3 +145,25 @@ def test_every_ranged_key_is_a_key_of_some_config() -> None:
     # computed by the code (vocab_size), or RNNLM arguments a user adds with `+model.<key>=`
     code_only = {"model.vocab_size", "model.forget_bias", "model.adaptive_div_value"}
     assert set(RULES) - leaves - code_only == set()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            [
+                "model=lstm",
+                "model.sparse_embedding=true",
+                "model.tie_weights=true",
+                "model.embedding_dim=256",
+            ],
+            "model.sparse_embedding=true cannot be combined",
+        ),
+        (["model.forget_bias=1.0"], "model.forget_bias=1.0 applies to LSTM cells only"),
+        (["model.softmax=adaptive"], "model.softmax=adaptive needs model.adaptive_cutoffs"),
+    ],
+)
+def test_rules_across_keys_are_checked_before_the_start(overrides: list[str], message: str) -> None:
+    """The model's own cross-key rules (rnnlm/models/rules.py) run in the pre-start check too."""
+    with pytest.raises(UserError, match=message):
+        validate_overrides("train", str(CONF_DIR), overrides)

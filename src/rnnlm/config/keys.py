@@ -16,7 +16,7 @@ from rnnlm.data.download import DATASETS
 from rnnlm.data.tokenizers import TOKENIZERS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
-from rnnlm.models.rules import check_tie_weights
+from rnnlm.models.rules import check_forget_bias, check_output_layer, check_tie_weights
 from rnnlm.schema import INJECTED, KEYS, Rule, one_of, optional
 
 
@@ -176,6 +176,19 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
                 model.get("embedding_dim"),
                 model["hidden_dim"],
                 model.get("last_hidden_dim"),
+            )
+        except ValueError as err:
+            raise UserError(f"config: {err}") from None
+    interpolated = any(isinstance(v, str) and v.startswith("${") for v in model.values())
+    if ("softmax" in model or "forget_bias" in model) and not interpolated:
+        try:
+            check_forget_bias(model.get("forget_bias"), str(model.get("cell", "")))
+            check_output_layer(
+                str(model.get("softmax", "full")),
+                bool(model.get("tie_weights")),
+                model.get("adaptive_cutoffs"),
+                model.get("adaptive_div_value"),
+                bool(model.get("sparse_embedding")),
             )
         except ValueError as err:
             raise UserError(f"config: {err}") from None

@@ -38,7 +38,12 @@ from rnnlm.models.cells.stack import CellStack
 from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
-from rnnlm.models.rules import check_tie_weights
+from rnnlm.models.rules import (
+    SOFTMAXES,
+    check_forget_bias,
+    check_output_layer,
+    check_tie_weights,
+)
 
 # An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
 # different sizes (`last_hidden_dim`) the state is a flat tuple of per-layer (1, B, H_k) tensors:
@@ -51,9 +56,6 @@ CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
     "lstm": (nn.LSTM, {}),
     "gru": (nn.GRU, {}),
 }
-
-
-SOFTMAXES = ("full", "adaptive")
 
 
 class RNNLM(nn.Module):
@@ -132,42 +134,12 @@ class RNNLM(nn.Module):
             tar_beta=tar_beta,
             init_range=init_range,
         )
-        if forget_bias is not None and cell != "lstm":
-            raise ValueError(
-                f"model.forget_bias={forget_bias} applies to LSTM cells only (got model.cell={cell!r}): "
-                "set model.forget_bias=null or use model=lstm"
-            )
-        out_dim = last_hidden_dim or hidden_dim  # what the decoder reads
+        check_forget_bias(forget_bias, cell)
         check_tie_weights(tie_weights, embedding_dim, hidden_dim, last_hidden_dim)
-        if softmax not in SOFTMAXES:
-            raise ValueError(
-                f"model.softmax={softmax!r} is not known; choose one of {list(SOFTMAXES)}"
-            )
-        cutoffs: list[int] = []
-        if softmax == "adaptive":
-            cutoffs = [int(c) for c in (adaptive_cutoffs or ())]
-            if not cutoffs:
-                raise ValueError(
-                    "model.softmax=adaptive needs model.adaptive_cutoffs, increasing ids that split the "
-                    "vocabulary (most frequent first) into a head and tail clusters, e.g. [20000, 100000]"
-                )
-            if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
-                raise ValueError(
-                    f"model.adaptive_cutoffs={cutoffs} must be increasing integers between 1 and "
-                    f"vocab_size - 1 = {vocab_size - 1}: set cutoffs that fit this vocabulary, or "
-                    "model.softmax=full"
-                )
-            if tie_weights and adaptive_div_value is not None:
-                raise ValueError(
-                    f"model.adaptive_div_value={adaptive_div_value} does not apply with "
-                    "model.tie_weights=true (the tied clusters read the embedding's rows, without a "
-                    "narrower projection): set model.adaptive_div_value=null or model.tie_weights=false"
-                )
-        if sparse_embedding and tie_weights:
-            raise ValueError(
-                "model.sparse_embedding=true cannot be combined with model.tie_weights=true (the tied "
-                "decoder needs a dense gradient): set one of them to false"
-            )
+        cutoffs = check_output_layer(
+            softmax, tie_weights, adaptive_cutoffs, adaptive_div_value, sparse_embedding, vocab_size
+        )
+        out_dim = last_hidden_dim or hidden_dim  # what the decoder reads
         self.cell = cell
         self.vocab_size = vocab_size
         self.num_layers = num_layers
