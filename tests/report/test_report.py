@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -226,3 +227,16 @@ def test_latest_is_the_newest_multirun(tmp_path: Path, monkeypatch: pytest.Monke
     for stamp in ("2026-01-02_10-00-00", "2026-01-10_09-00-00", "2026-01-03_23-59-59"):
         (root / stamp / "0").mkdir(parents=True)
     assert resolve_folder("latest") == root / "2026-01-10_09-00-00"
+
+
+def test_installed_command_answers_like_the_script(tmp_path: Path) -> None:
+    """`rnnlm-report` (installed with the package) is the same command as `python src/report.py`."""
+    command = Path(sys.executable).parent / "rnnlm-report"
+    env = {**os.environ, "RNNLM_OUTPUT_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [str(command), "latest"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: no multirun under {tmp_path}/train/multiruns: run one first (`python src/train.py -m ...`)"
+    )
