@@ -183,7 +183,13 @@ def test_the_check_refuses_a_missing_symbol(tmp_path: Path) -> None:
     # The checks above only pass honestly if a wrong name, a wrong file or an anchor is caught.
     doc = tmp_path / "doc.md"
     path = Path(os.path.relpath(REPO_ROOT / "src/rnnlm/models/rnn_lm.py", tmp_path)).as_posix()
-    good = ["`RNNLM.nll`", "`rnn_lm.detach_hidden`", "`CELLS`", "`rnn_lm.py::RNNLM`", "plain"]
+    good = [
+        "`RNNLM.nll`",
+        "`rnn_lm.detach_hidden`",
+        "`num_parameters`",
+        "`rnn_lm.py::RNNLM`",
+        "plain",
+    ]
     bad = ["`RNNLM.no_such_method`", "`nll`", "`loss.RNNLM`", "`tasks.py`", "`lm.py::RNNLM`"]
     lines = [f"[{text}]({path})" for text in good + bad] + [f"[`RNNLM`]({path}#L57-L414)"]
     doc.write_text("\n".join(lines) + "\n", encoding="utf-8")

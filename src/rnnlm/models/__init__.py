@@ -9,10 +9,10 @@ from __future__ import annotations
 from rnnlm.lazy import lazy_getattr
 
 _WHERE = {
-    "CELLS": "rnnlm.models.rnn_lm",
+    "CELLS": "rnnlm.models.classic",
     "RNNLM": "rnnlm.models.rnn_lm",
-    "SOFTMAXES": "rnnlm.models.rnn_lm",
-    "Hidden": "rnnlm.models.rnn_lm",
+    "SOFTMAXES": "rnnlm.models.rules",
+    "Hidden": "rnnlm.models.classic",
     "detach_hidden": "rnnlm.models.rnn_lm",
     "num_parameters": "rnnlm.models.rnn_lm",
     "TransformerLM": "rnnlm.models.transformer",

@@ -32,9 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm import schema
+from rnnlm.models import classic
 from rnnlm.models.adaptive import TiedAdaptiveSoftmax
 from rnnlm.models.cells.keys import PARALLEL_CELLS, check_cell_options
 from rnnlm.models.cells.stack import CellStack
+from rnnlm.models.classic import CELLS, Hidden
 from rnnlm.models.loss import linear_cross_entropy
 from rnnlm.models.regularization import dropout as drop
 from rnnlm.models.regularization import embedding_dropout, locked_dropout, run_layers
@@ -44,18 +46,6 @@ from rnnlm.models.rules import (
     check_output_layer,
     check_tie_weights,
 )
-
-# An LSTM carries (h, c), the other cells carry h alone; each tensor is (L, B, H). With layers of
-# different sizes (`last_hidden_dim`) the state is a flat tuple of per-layer (1, B, H_k) tensors:
-# (h_0, c_0, h_1, c_1, ...) for an LSTM, (h_0, h_1, ...) otherwise.
-Hidden = Tensor | tuple[Tensor, ...]
-
-CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
-    "rnn": (nn.RNN, {"nonlinearity": "tanh"}),
-    "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
-    "lstm": (nn.LSTM, {}),
-    "gru": (nn.GRU, {}),
-}
 
 
 class RNNLM(nn.Module):
@@ -178,20 +168,9 @@ class RNNLM(nn.Module):
                 cell, embedding_dim, hidden_dim, num_layers, out_dim, self._between, **cell_options
             )
         elif self.split_layers:
-            rnn_cls, extra = CELLS[cell]
-            sizes = [hidden_dim] * (num_layers - 1) + [out_dim]
-            self.rnns = nn.ModuleList(
-                rnn_cls(n_in, n_out, **extra)
-                for n_in, n_out in zip([embedding_dim, *sizes[:-1]], sizes, strict=True)
-            )
+            self.rnns = classic.split_layers(cell, embedding_dim, hidden_dim, num_layers, out_dim)
         else:
-            rnn_cls, extra = CELLS[cell]
-            self.rnn = rnn_cls(
-                embedding_dim,
-                self.hidden_dim,
-                num_layers=num_layers,
-                **extra,
-            )
+            self.rnn = classic.one_module(cell, embedding_dim, self.hidden_dim, num_layers)
         self.decoder: nn.Module
         if softmax == "adaptive" and tie_weights:
             self.decoder = TiedAdaptiveSoftmax(self.embedding, cutoffs)
@@ -218,15 +197,9 @@ class RNNLM(nn.Module):
             for p in self.parameters():
                 nn.init.uniform_(p, -self.init_range, self.init_range)
         if self.forget_bias is not None:
-            # Gers et al. 2000, Jozefowicz et al. 2015: an open forget gate at the start, so the cell
-            # keeps its state (and its gradient) from the first update on. PyTorch's LSTM gates are
-            # stacked i, f, g, o in each (4H,) bias; the gate sees bias_ih + bias_hh.
-            for rnn in self.rnns if self.split_layers else [self.rnn]:
-                for name, p in rnn.named_parameters():
-                    if name.startswith("bias_"):
-                        h = rnn.hidden_size
-                        with torch.no_grad():
-                            p[h : 2 * h] = self.forget_bias if name.startswith("bias_ih") else 0.0
+            classic.open_forget_gates(
+                self.rnns if self.split_layers else [self.rnn], self.forget_bias
+            )
 
     def _between(self, x: Tensor) -> Tensor:
         """Dropout on what one layer of a CellStack hands to the next (locked or element-wise)."""
@@ -238,14 +211,9 @@ class RNNLM(nn.Module):
         weight = self.embedding.weight
         if self.stack is not None:
             return self.stack.init_state(batch_size, weight)
-        if self.split_layers:
-            states = []
-            for rnn, _ in self._layers():
-                h = weight.new_zeros(1, batch_size, rnn.hidden_size)
-                states += [h, h.clone()] if self.cell == "lstm" else [h]
-            return tuple(states)
-        h = weight.new_zeros(self.num_layers, batch_size, self.hidden_dim)
-        return (h, h.clone()) if self.cell == "lstm" else h
+        return classic.zero_state(
+            self.cell, self.rnns if self.split_layers else self.rnn, batch_size, weight
+        )
 
     def _layers(self) -> list[tuple[nn.RNNBase, int]]:
         if self.split_layers:
@@ -255,25 +223,11 @@ class RNNLM(nn.Module):
     def _run_layers(self, x: Tensor, hidden: Hidden | None, locked: bool) -> tuple[Tensor, Hidden]:
         """The recurrent layers one at a time (see regularization.run_layers), state packed as usual."""
         lstm = self.cell == "lstm"
-        n = self.num_layers
-        if hidden is None:
-            states: list = [None] * n
-        elif self.split_layers:
-            states = (
-                [(hidden[2 * k], hidden[2 * k + 1]) for k in range(n)] if lstm else list(hidden)
-            )
-        elif lstm:
-            states = [(hidden[0][k : k + 1], hidden[1][k : k + 1]) for k in range(n)]
-        else:
-            states = [hidden[k : k + 1] for k in range(n)]
+        states = classic.per_layer(hidden, self.num_layers, lstm, self.split_layers)
         out, new = run_layers(
             self._layers(), x, states, self.dropout_hidden, locked, self.weight_drop
         )
-        if self.split_layers:
-            return out, tuple(t for state in new for t in (state if lstm else (state,)))
-        if lstm:
-            return out, (torch.cat([h for h, _ in new]), torch.cat([c for _, c in new]))
-        return out, torch.cat(new)
+        return out, classic.packed(new, lstm, self.split_layers)
 
     def _features_tm(self, x: Tensor, hidden: Hidden | None) -> tuple[Tensor, Hidden]:
         """x (B, T) token ids -> last layer's outputs after dropout, time-major (T, B, H)."""
