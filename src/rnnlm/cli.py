@@ -51,14 +51,15 @@ def prepare_argv(config_name: str = "train") -> None:
     """Before Hydra reads sys.argv: check the command and refuse a bad one in one line, so that nothing
     is written (not even the run folder) and torch is never loaded for it.
 
-    For train: point a resumed run at its own folder and vet the resume; then validate the overrides
+    A target's argument that its config file leaves out (`trainer.max_steps=200`) gets the `+` Hydra
+    asks for. For train: point a resumed run at its own folder and vet the resume; then validate the overrides
     (commands with Hydra flags, -m, --cfg, ..., are validated per job instead); then claim a run folder
     named on the command line, so a second process cannot write into it.
     """
-    from rnnlm.config.check import validate_overrides
+    from rnnlm.config.check import plain_target_keys, validate_overrides
 
     try:
-        args = sys.argv[1:]
+        args = sys.argv[1:] = plain_target_keys(config_name, CONF_DIR, sys.argv[1:])
         if config_name == "train":
             from rnnlm.training.resume import resume_argv
 

@@ -3,7 +3,7 @@
 A model, data module or optimiser checks its arguments with `check("model", dropout=...)` and raises
 ValueError("model.dropout=1.5 must be in [0, 1)"); the pre-start config check (rnnlm/config/check.py)
 walks the same table over the composed config and refuses the same value in one line before anything
-runs. Rules that depend on another list (the corpus names, the tokenizer kinds, the scan backends) or on several keys at
+runs. Rules that depend on another list (the corpus names, the scan backends) or on several keys at
 once (tied weights, a cell's options) live beside that list or those keys; the config check adds them.
 Pure Python: importable from every layer, and the config check stays free of torch.
 """
@@ -68,6 +68,9 @@ def _sha256(v: Any) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
 
 
+# The tokenizers (rnnlm/data/tokenizers/__init__.py checks at import that it has exactly these).
+TOKENIZER_KINDS = ("char", "word", "byte", "bpe")
+
 KEYS: dict[str, Rule] = {
     # model: rnnlm.models.RNNLM, TransformerLM and the cells
     "model.vocab_size": count(),
@@ -116,6 +119,7 @@ KEYS: dict[str, Rule] = {
     "data.max_vocab": optional(
         count(3), "must be null (no limit) or >= 3 (<unk>, <eos> and at least one word)"
     ),
+    "data.tokenizer": one_of(TOKENIZER_KINDS),
     "data.encoding_errors": one_of(("strict", "replace", "ignore", "surrogateescape")),
     "data.vocab_size": optional(
         count(257), "must be null or >= 257 (byte-level BPE: the 256 bytes and at least one merge)"
@@ -169,4 +173,4 @@ def check(node: str, **values: Any) -> None:
             raise ValueError(f"{key}={value} {rule.words}")
 
 
-__all__ = ["INJECTED", "KEYS", "Rule", "check"]
+__all__ = ["INJECTED", "KEYS", "TOKENIZER_KINDS", "Rule", "check"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR, run_train_script
-from rnnlm.config.check import validate_overrides
+from conftest import CONF_DIR, run_train_script, tiny_overrides
+from rnnlm.config.check import plain_target_keys, validate_overrides
 from rnnlm.errors import UserError
 
 CASES = [
@@ -77,9 +78,34 @@ def test_good_overrides_pass(overrides: list[str]) -> None:
     validate_overrides("train", str(CONF_DIR), overrides)
 
 
-def test_a_valid_argument_missing_its_plus_gets_the_hint() -> None:
-    with pytest.raises(UserError, match=r"use \+trainer.limit_train_batches=5"):
-        validate_overrides("train", str(CONF_DIR), ["trainer.limit_train_batches=5"])
+def test_a_target_argument_needs_no_plus() -> None:
+    """`trainer.max_steps=3` is a Trainer argument its config file leaves out: it gets Hydra's `+`."""
+    args = ["trainer.limit_train_batches=5", "trainer.max_steps=3", "-m", "optim.lr=0.1,0.2"]
+    plain = plain_target_keys("train", str(CONF_DIR), args)
+    assert plain == ["+trainer.limit_train_batches=5", "+trainer.max_steps=3", *args[2:]]
+    validate_overrides("train", str(CONF_DIR), plain[:2])
+    assert plain_target_keys("train", str(CONF_DIR), ["+trainer.max_steps=3"]) == [
+        "+trainer.max_steps=3"
+    ]
+    # not an argument of the Trainer: left alone, and the check names the closest key
+    typo = plain_target_keys("train", str(CONF_DIR), ["trainer.max_step=3"])
+    assert typo == ["trainer.max_step=3"]
+    with pytest.raises(UserError, match=r"did you mean trainer.max_steps\?"):
+        validate_overrides("train", str(CONF_DIR), typo)
+    # an argument rnnlm passes itself stays refused
+    assert plain_target_keys("train", str(CONF_DIR), ["trainer.callbacks=[]"]) == [
+        "trainer.callbacks=[]"
+    ]
+
+
+def test_a_plain_trainer_key_reaches_the_trainer(corpus_dir: Path, tmp_path: Path) -> None:
+    """Through the real entry point: the run stops at trainer.max_steps, typed without `+`."""
+    run = tmp_path / "run"
+    out = run_train_script(
+        [*tiny_overrides(corpus_dir), "trainer.max_steps=2", "test=false", f"hydra.run.dir={run}"]
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads((run / "result.json").read_text())["steps"] == 2
 
 
 def test_eval_and_generate_configs_are_checked_too() -> None:

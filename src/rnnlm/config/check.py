@@ -18,8 +18,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rnnlm.config.keys import check, check_added_key, check_data_files
+from rnnlm.config.keys import ABSENT, check, check_added_key, check_data_files, get_key
+from rnnlm.config.signatures import target_params
 from rnnlm.errors import UserError
+from rnnlm.schema import INJECTED
 
 
 def _defaults_overrides(overrides: list[str], conf_dir: str) -> list[str]:
@@ -94,3 +96,36 @@ def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) ->
         raise _composition_error(err, config_name, conf_dir, overrides) from None
     check(cfg, defaults)
     check_data_files(cfg)
+
+
+def plain_target_keys(config_name: str, conf_dir: str, args: list[str]) -> list[str]:
+    """The command line with a `+` put before each key that its config file leaves out but that is an
+    argument of its node's `_target_`: `trainer.max_steps=200` as well as `+trainer.max_steps=200`.
+
+    Hydra refuses a key its config does not have unless it is added with `+`; a Trainer (or optimiser,
+    callback, model) argument is a key of that node all the same. Anything else is left as it is, for the
+    check to refuse with its "did you mean". Flags (-m, --cfg) pass through.
+    """
+    plain = [a for a in args if not a.startswith(("-", "+", "~")) and "=" in a]
+    nested = [a for a in plain if "." in a.split("=", 1)[0] and not a.startswith("hydra.")]
+    if not nested:
+        return args
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        base = OmegaConf.to_container(
+            _compose(config_name, conf_dir, _defaults_overrides(overrides, conf_dir)), resolve=False
+        )
+    except (HydraException, OmegaConfBaseException):  # the check will say what is wrong
+        return args
+    out = []
+    for arg in args:
+        key = arg.split("=", 1)[0]
+        if arg in nested and get_key(base, key) is ABSENT:
+            parent_key, _, name = key.rpartition(".")
+            parent = get_key(base, parent_key)
+            target = parent.get("_target_") if isinstance(parent, dict) else None
+            params = target_params(target) if isinstance(target, str) else None
+            if params and name in params - INJECTED.get(parent_key, set()) - {"self"}:
+                arg = f"+{arg}"
+        out.append(arg)
+    return out

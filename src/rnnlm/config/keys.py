@@ -13,7 +13,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rnnlm.config.signatures import target_params
 from rnnlm.data.download import DATASETS
-from rnnlm.data.tokenizers import TOKENIZERS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
 from rnnlm.models.rules import check_forget_bias, check_output_layer, check_tie_weights
@@ -31,7 +30,6 @@ DATASET_NAMES = tuple(sorted(DATASETS))
 RULES: dict[str, Rule] = {
     **KEYS,
     "model.scan": one_of(SCAN_BACKENDS, f"must be one of {', '.join(SCAN_BACKENDS)}"),
-    "data.tokenizer": one_of(tuple(TOKENIZERS)),
     "data.dataset": optional(
         one_of(DATASET_NAMES), f"must be null or one of {', '.join(DATASET_NAMES)}"
     ),
@@ -58,16 +56,16 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix.rstrip("."), node
 
 
-def _get(tree: dict, key: str) -> Any:
+def get_key(tree: dict, key: str) -> Any:
     node: Any = tree
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            return _ABSENT
+            return ABSENT
         node = node[part]
     return node
 
 
-_ABSENT = object()
+ABSENT = object()
 
 
 def _suggest(word: str, options: set[str], prefix: str) -> str:
@@ -85,7 +83,7 @@ def check_added_key(key: str, value: Any, base: dict) -> None:
     # Find the deepest existing node of the defaults that contains the new key.
     for depth in range(len(parts) - 1, -1, -1):
         parent_key = ".".join(parts[:depth])
-        parent = base if not parent_key else _get(base, parent_key)
+        parent = base if not parent_key else get_key(base, parent_key)
         if isinstance(parent, dict):
             break
     name = parts[depth]
@@ -143,8 +141,8 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
     for key, value in _leaves(full):
         if value == "???":
             raise UserError(f"config: {key} is required: pass {key}=<value>")
-        default = _get(base, key)
-        if default is _ABSENT:
+        default = get_key(base, key)
+        if default is ABSENT:
             check_added_key(key, value, base)
         elif not _same_kind(default, value):
             raise UserError(
@@ -152,8 +150,8 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
                 f"(the default is {_show(default)})"
             )
     for key, rule in RULES.items():
-        value = _get(full, key)
-        if value is _ABSENT or (isinstance(value, str) and value.startswith("${")):
+        value = get_key(full, key)
+        if value is ABSENT or (isinstance(value, str) and value.startswith("${")):
             continue
         if rule.broken_by(value):
             raise _fail(key, value, rule.words)

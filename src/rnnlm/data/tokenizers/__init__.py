@@ -21,13 +21,17 @@ from collections.abc import Iterable
 from rnnlm.data.tokenizers.base import CHAR_LEVEL, EOS, MISSING, UNK, Tokenizer
 from rnnlm.data.tokenizers.byte_level import BPETokenizer, ByteTokenizer
 from rnnlm.data.tokenizers.text import CharTokenizer, WordTokenizer
+from rnnlm.schema import TOKENIZER_KINDS
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {
-    "char": CharTokenizer,
-    "word": WordTokenizer,
-    "byte": ByteTokenizer,
-    "bpe": BPETokenizer,
+    cls.kind: cls for cls in (CharTokenizer, WordTokenizer, ByteTokenizer, BPETokenizer)
 }
+# The config check refuses other kinds before a run from schema's list (importing this package would
+# load NumPy into every refused command): the two must name the same kinds.
+if tuple(TOKENIZERS) != TOKENIZER_KINDS:
+    raise ImportError(
+        f"schema.TOKENIZER_KINDS {TOKENIZER_KINDS} != the tokenizers {tuple(TOKENIZERS)}"
+    )
 
 
 def tokenizer_from_dict(state: dict) -> Tokenizer:
