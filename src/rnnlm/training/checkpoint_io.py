@@ -64,6 +64,11 @@ def write_error(path: Path, err: BaseException) -> CheckpointWriteError | None:
     )
 
 
+# The file in which Lightning's ddp_spawn strategy hands the trained weights from its ranks back to the
+# launching process (lightning.pytorch.strategies.launchers.multiprocessing): a bare state_dict.
+SPAWN_WEIGHTS = ".temp.ckpt"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self) -> None:
         super().__init__()
@@ -81,6 +86,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if self._preloaded is not None and self._preloaded[0] == Path(path).resolve():
             ckpt, self._preloaded = self._preloaded[1], None
             return ckpt
+        if (
+            Path(path).name == SPAWN_WEIGHTS
+        ):  # ddp_spawn's weights, handed back by its ranks: no rnnlm part
+            return torch.load(path, map_location=map_location, weights_only=True)
         return load_checkpoint(path)
 
     def save_checkpoint(
