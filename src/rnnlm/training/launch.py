@@ -92,12 +92,20 @@ def instantiate_group(group: DictConfig | None, **kwargs: Any) -> list[Any]:
     return [instantiate(c, **kwargs) for c in group.values() if c is not None and "_target_" in c]
 
 
+# Where a run keeps or checks its files, not what it trains: left out of the HPARAMS tab.
+NOT_HPARAMS = {"data": ("cache_dir", "url", "sha256", "encoding_errors")}
+
+
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The run's hyperparameters as flat scalars for TensorBoard's HPARAMS tab."""
+    """The settings that describe the experiment (data, model, optimiser, schedule, seed) as flat
+    scalars for TensorBoard's HPARAMS tab."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     keep = {
         k: resolved[k] for k in ("data", "model", "optim", "scheduler", "seed") if k in resolved
     }
+    for node, keys in NOT_HPARAMS.items():
+        if isinstance(keep.get(node), dict):
+            keep[node] = {k: v for k, v in keep[node].items() if k not in keys}
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: Any) -> None:
