@@ -23,7 +23,8 @@ class Rule(NamedTuple):
         return isinstance(value, float) and math.isnan(value) or not self.ok(value)
 
 
-def _num(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """An int or float, not a bool (True is an int to Python, never a number here)."""
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
@@ -32,17 +33,17 @@ def _int(v: Any) -> bool:
 
 
 def at_least(n: float, words: str | None = None) -> Rule:
-    return Rule(lambda v: _num(v) and v >= n, words or f"must be >= {n}")
+    return Rule(lambda v: is_number(v) and v >= n, words or f"must be >= {n}")
 
 
 def count(n: int = 1, words: str | None = None) -> Rule:
-    return Rule(lambda v: _num(v) and v >= n, words or f"must be an integer >= {n}")
+    return Rule(lambda v: is_number(v) and v >= n, words or f"must be an integer >= {n}")
 
 
 def interval(low: float, high: float, closed_high: bool = False) -> Rule:
     if closed_high:
-        return Rule(lambda v: _num(v) and low <= v <= high, f"must be in [{low:g}, {high:g}]")
-    return Rule(lambda v: _num(v) and low <= v < high, f"must be in [{low:g}, {high:g})")
+        return Rule(lambda v: is_number(v) and low <= v <= high, f"must be in [{low:g}, {high:g}]")
+    return Rule(lambda v: is_number(v) and low <= v < high, f"must be in [{low:g}, {high:g})")
 
 
 def one_of(values: tuple[Any, ...], words: str | None = None) -> Rule:
@@ -54,7 +55,7 @@ def optional(rule: Rule, words: str | None = None) -> Rule:
     return Rule(lambda v: v is None or rule.ok(v), words or f"{rule.words} or null")
 
 
-POSITIVE = Rule(lambda v: _num(v) and v > 0, "must be > 0")
+POSITIVE = Rule(lambda v: is_number(v) and v > 0, "must be > 0")
 NON_NEGATIVE = at_least(0)
 FRACTION = interval(0, 1)  # dropout-like probabilities: 1 would drop everything
 PROBABILITY = interval(0, 1, closed_high=True)
@@ -88,7 +89,7 @@ KEYS: dict[str, Rule] = {
     "model.tar_beta": NON_NEGATIVE,
     "model.init_range": optional(POSITIVE),
     "model.forget_bias": optional(
-        Rule(lambda v: _num(v) and math.isfinite(v), "must be a finite number"),
+        Rule(lambda v: is_number(v) and math.isfinite(v), "must be a finite number"),
     ),
     "model.adaptive_div_value": optional(POSITIVE),
     "model.conv_kernel": Rule(
@@ -107,9 +108,9 @@ KEYS: dict[str, Rule] = {
     "optim.momentum": FRACTION,
     "optim.nonmono": optional(count()),
     "optim.average_after": optional(
-        Rule(lambda v: _num(v) and 0 < v <= 1, "must be a fraction of the run in (0, 1]")
+        Rule(lambda v: is_number(v) and 0 < v <= 1, "must be a fraction of the run in (0, 1]")
     ),
-    "scheduler.gamma": Rule(lambda v: _num(v) and 0 < v <= 1, "must be in (0, 1]"),
+    "scheduler.gamma": Rule(lambda v: is_number(v) and 0 < v <= 1, "must be in (0, 1]"),
     "scheduler.delay": count(0),
     # data: rnnlm.data.LMDataModule, the tokenizers, the layout
     "data.batch_size": count(),
@@ -128,7 +129,7 @@ KEYS: dict[str, Rule] = {
     "data.sha256": optional(Rule(_sha256, "must be 64 hexadecimal digits")),
     # trainer and the run
     "trainer.max_epochs": Rule(
-        lambda v: _num(v) and (v >= 1 or v == -1), "must be >= 1 (or -1 for no limit)"
+        lambda v: is_number(v) and (v >= 1 or v == -1), "must be >= 1 (or -1 for no limit)"
     ),
     "trainer.gradient_clip_val": optional(NON_NEGATIVE),
     "model_budget": optional(count(1, "must be a number of parameters >= 1")),
@@ -143,7 +144,7 @@ KEYS: dict[str, Rule] = {
     "temperature": at_least(0, "must be >= 0 (0 is greedy decoding)"),
     "top_k": optional(Rule(lambda v: _int(v) and v >= 1, "must be an integer >= 1")),
     "top_p": optional(
-        Rule(lambda v: _num(v) and 0 < v <= 1, "must be in (0, 1] (1 keeps every token)")
+        Rule(lambda v: is_number(v) and 0 < v <= 1, "must be in (0, 1] (1 keeps every token)")
     ),
     # eval: rnnlm.adaptation
     "cache.window": count(0, "must be an integer >= 0 (positions remembered; 0: off)"),

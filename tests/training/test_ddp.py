@@ -10,27 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, tiny_overrides
-from rnnlm.models import RNNLM
 
-V = 23
 CELLS = ["lstm", "gru"]
-# Each regulariser, switched on.
-REGULARISERS = {
-    "dropout_input": 0.4,
-    "dropout_hidden": 0.4,
-    "dropout_embedding": 0.3,
-    "weight_drop": 0.5,
-}
-
-
-def _model(cell: str, **kw) -> RNNLM:
-    torch.manual_seed(0)
-    base = {"embedding_dim": 12, "hidden_dim": 12, "num_layers": 3, "dropout": 0.0}
-    return RNNLM(V, cell=cell, **{**base, **kw})
-
-
-def _x(b: int = 3, t: int = 9) -> torch.Tensor:
-    return torch.randint(0, V, (b, t), generator=torch.Generator().manual_seed(1))
 
 
 # ==================================================================================================

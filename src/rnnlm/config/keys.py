@@ -16,12 +16,7 @@ from rnnlm.data.download import DATASETS
 from rnnlm.errors import UserError
 from rnnlm.models.cells.keys import CELL_OPTIONS, SCAN_BACKENDS, check_cell_options
 from rnnlm.models.rules import check_forget_bias, check_output_layer, check_tie_weights
-from rnnlm.schema import INJECTED, KEYS, Rule, one_of, optional
-
-
-def _num(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
+from rnnlm.schema import INJECTED, KEYS, Rule, is_number, one_of, optional
 
 # Standard corpora: the download table itself (rnnlm.data.download imports no torch).
 DATASET_NAMES = tuple(sorted(DATASETS))
@@ -118,7 +113,7 @@ def _same_kind(default: Any, value: Any) -> bool:
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
-        return _num(value)
+        return is_number(value)
     if isinstance(default, int):
         return isinstance(value, int)
     if isinstance(default, str):
