@@ -256,3 +256,14 @@ def train_in_process(overrides: list[str], output_dir: Path) -> float:
         for key in [k for k in os.environ if k.startswith("PL_")]:
             del os.environ[key]
         os.environ.update(saved_env)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of one tiny character-level GRU run, shared by the tests that only read it
+    (export, serving)."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    corpus = write_corpus(root / "corpus")
+    out = run_train_script([*tiny_overrides(corpus), "model=gru", f"hydra.run.dir={root / 'run'}"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root / "run" / "checkpoints" / "best.ckpt"

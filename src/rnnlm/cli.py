@@ -169,8 +169,31 @@ def _rank(cfg: DictConfig) -> list:
     return rank(cfg)
 
 
+def _export(cfg: DictConfig) -> dict:
+    from rnnlm.export.command import export
+
+    return export(cfg)
+
+
+def _export_main() -> Any:
+    """`rnnlm-export hub|onnx key=value ...`: the first word is the format (format=hub)."""
+    from rnnlm.export.command import FORMATS
+
+    if len(sys.argv) > 1 and sys.argv[1] in FORMATS:
+        sys.argv[1] = f"format={sys.argv[1]}"
+    return hydra_entry(_export, "export")()
+
+
+def _serve(cfg: DictConfig) -> None:
+    from rnnlm.serve.command import serve
+
+    serve(cfg)
+
+
 train_cli = hydra_entry(_train, "train")
 eval_cli = hydra_entry(_evaluate, "eval")
 generate_cli = hydra_entry(_generate, "generate")
 search_cli = hydra_entry(_search, "search")
 rank_cli = hydra_entry(_rank, "rank")
+export_cli = _export_main
+serve_cli = hydra_entry(_serve, "serve")

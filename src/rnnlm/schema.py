@@ -146,6 +146,16 @@ KEYS: dict[str, Rule] = {
     "top_p": optional(
         Rule(lambda v: is_number(v) and 0 < v <= 1, "must be in (0, 1] (1 keeps every token)")
     ),
+    # export: rnnlm.export
+    "format": one_of(
+        ("hub", "onnx"), "must be hub or onnx: rnnlm-export hub|onnx ckpt_path=... out=..."
+    ),
+    "opset": count(14, "must be an ONNX opset >= 14"),
+    # serve: rnnlm.serve
+    "port": Rule(lambda v: _int(v) and 0 <= v <= 65535, "must be a TCP port in [0, 65535]"),
+    "max_new_tokens_cap": count(),
+    "workers": count(),
+    "queue_size": count(0),
     # eval: rnnlm.adaptation
     "cache.window": count(0, "must be an integer >= 0 (positions remembered; 0: off)"),
     "cache.theta": NON_NEGATIVE,

@@ -61,6 +61,7 @@ class LMModule(L.LightningModule):
         self._nll = torch.compile(self.model.nll) if compile else self.model.nll
         self.tokenizer = tokenizer
         self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
+        self.command: str | None = None  # the command line that trained it (the Hub model card's)
         self.char_level = tokenizer is not None and tokenizer.kind in CHAR_LEVEL
         self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
         self.streams = Streams()  # the carried hidden states and the stream position (resume)
@@ -313,6 +314,7 @@ class LMModule(L.LightningModule):
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
             "corpus": self.corpus_fingerprint,
             "config": self.config,
+            "command": self.command,
             "best_val_loss": self.best_val_loss,
             "tokens_seen": self.tokens_seen,
             "fit_seconds": self.fit_seconds(),

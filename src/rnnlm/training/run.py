@@ -48,7 +48,7 @@ from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
 from rnnlm.training.record import RunRecord
 from rnnlm.training.resume import find_resume, load_run_config, save_resume_changes
-from rnnlm.training.run_folder import launch_rank
+from rnnlm.training.run_folder import command_line, launch_rank
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +168,7 @@ def _fit_and_test(
         compile=bool(cfg.get("compile", False)),
     )
     module.corpus_fingerprint = datamodule.corpus_fingerprint
+    module.command = command_line()
     kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
     if launch_rank() == 0:  # printed: a sweep's runs compare by it
