@@ -118,7 +118,9 @@ def test_a_repo_id_is_read_from_the_local_hub_cache_offline(
     assert "not in the local Hub cache" in missing.stderr
 
 
-def test_in_process_cache_dir(exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_in_process_cache_dir(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _hub_cache(exported, tmp_path, "someone/tiny-lstm")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants
@@ -149,7 +151,14 @@ def test_in_process_cache_dir(exported: Path, tmp_path: Path, monkeypatch: pytes
             "was not written by rnnlm",
         ),
     ],
-    ids=["no-weights", "no-tokenizer", "bad-json", "changed-weights", "swapped-tokenizer", "foreign"],
+    ids=[
+        "no-weights",
+        "no-tokenizer",
+        "bad-json",
+        "changed-weights",
+        "swapped-tokenizer",
+        "foreign",
+    ],
 )
 def test_a_damaged_folder_is_refused_in_one_line(
     exported: Path, tmp_path: Path, damage, words: str
@@ -161,7 +170,9 @@ def test_a_damaged_folder_is_refused_in_one_line(
         LanguageModel.load(folder)
 
 
-def test_the_command_line_shows_a_damaged_folder_in_one_line(exported: Path, tmp_path: Path) -> None:
+def test_the_command_line_shows_a_damaged_folder_in_one_line(
+    exported: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(exported, folder)
     (folder / "model.safetensors").unlink()
@@ -203,8 +214,16 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_folder(
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     url = LanguageModel.from_pretrained(exported).push_to_hub("someone/tiny", private=True)
     assert url == "https://huggingface.co/someone/tiny"
-    assert calls[1] == ("create_repo", {"repo_id": "someone/tiny", "private": True, "exist_ok": True})
-    assert calls[2][1]["files"] == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+    assert calls[1] == (
+        "create_repo",
+        {"repo_id": "someone/tiny", "private": True, "exist_ok": True},
+    )
+    assert calls[2][1]["files"] == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
     with pytest.raises(PretrainedError, match="not a Hub repo id"):
         hub.push_folder(exported, "no spaces allowed")
 

@@ -75,7 +75,9 @@ def test_the_transformer_and_a_missing_extra_are_refused_in_one_line(
         OnnxLM(tmp_path / "nothing.onnx")
 
 
-def test_the_export_command_writes_and_checks_the_graph(tmp_path: Path, tiny_checkpoint: Path) -> None:
+def test_the_export_command_writes_and_checks_the_graph(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
     graph = tmp_path / "gru.onnx"
     ckpt = tiny_checkpoint
     export = subprocess.run(

@@ -66,7 +66,9 @@ def _events(body: str) -> list[tuple[str, dict]]:
     return out
 
 
-def test_eight_concurrent_streams_each_equal_the_library(server: str, tiny_checkpoint: Path) -> None:
+def test_eight_concurrent_streams_each_equal_the_library(
+    server: str, tiny_checkpoint: Path
+) -> None:
     lm = LanguageModel.load(tiny_checkpoint)
     want = {seed: lm.generate("the ", 40, temperature=0.9, seed=seed) for seed in range(8)}
 
@@ -100,14 +102,20 @@ def test_plain_json_generation_and_scoring(server: str, tiny_checkpoint: Path) -
     ("path", "body", "words"),
     [
         ("generate", {"prompt": "a", "temprature": 0.5}, "unknown field 'temprature'"),
-        ("generate", {"temperature": -1}, "temperature: Input should be greater than or equal to 0"),
+        (
+            "generate",
+            {"temperature": -1},
+            "temperature: Input should be greater than or equal to 0",
+        ),
         ("generate", {"max_new_tokens": 201}, "over this server's cap of 200"),
         ("generate", {"top_p": 1.5}, "top_p"),
         ("score", {"text": "a"}, "at least two tokens"),
         ("score", {}, "text: Field required"),
     ],
 )
-def test_a_bad_request_gets_422_and_one_line(server: str, path: str, body: dict, words: str) -> None:
+def test_a_bad_request_gets_422_and_one_line(
+    server: str, path: str, body: dict, words: str
+) -> None:
     response = httpx.post(f"{server}/{path}", json=body, timeout=60)
     assert response.status_code == 422
     error = response.json()["error"]
@@ -123,20 +131,19 @@ def test_the_queue_is_bounded(tiny_checkpoint: Path) -> None:
             async with (
                 httpx.AsyncClient(timeout=60) as c1,
                 httpx.AsyncClient(timeout=60) as c2,
-                httpx.AsyncClient(timeout=60) as c3,
+                c1.stream("POST", f"{url}/generate", json=long) as first,
             ):
-                async with c1.stream("POST", f"{url}/generate", json=long) as first:
-                    chunks = first.aiter_text()  # held: a dropped iterator closes the stream
-                    await anext(chunks)  # the first one runs
-                    second = asyncio.create_task(c2.post(f"{url}/generate", json=long))
-                    for _ in range(600):  # until the second one waits for the worker
-                        if (await c3.get(f"{url}/health")).json()["waiting"] == 1:
-                            break
-                        await asyncio.sleep(0.05)
-                    third = await c3.post(f"{url}/generate", json={"max_new_tokens": 1})
-                    second.cancel()
-                    assert "busy" in third.json()["error"]
-                    return third.status_code
+                chunks = first.aiter_text()  # held: a dropped iterator closes the stream
+                await anext(chunks)  # the first one runs
+                second = asyncio.create_task(c2.post(f"{url}/generate", json=long))
+                for _ in range(600):  # until the second one waits for the worker
+                    if (await c2.get(f"{url}/health")).json()["waiting"] == 1:
+                        break
+                    await asyncio.sleep(0.05)
+                third = await c2.post(f"{url}/generate", json={"max_new_tokens": 1})
+                second.cancel()
+                assert "busy" in third.json()["error"]
+                return third.status_code
 
         assert asyncio.run(scenario()) == 503
         for _ in range(100):  # the slots are given back when clients leave
