@@ -31,10 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rnnlm.applications.embedding import embed  # noqa: E402
+from rnnlm.applications.lexical import BM25, reciprocal_rank_fusion  # noqa: E402
+from rnnlm.applications.passages import split_passages  # noqa: E402
 from rnnlm.applications.rank import rank_continuations  # noqa: E402
-from rnnlm.applications.search import split_passages  # noqa: E402
 from rnnlm.applications.tasks import (  # noqa: E402
-    BM25,
     build_cloze_task,
     build_retrieval_task,
     topk_accuracy,
@@ -105,11 +105,13 @@ def retrieval(lm: LanguageModel, text: str, mode: str, args: argparse.Namespace)
         return np.einsum("qh,qch->qc", e[q_idx], e[c_idx])
 
     rows: dict[str, dict] = {}
+    mean_cosine = None
     for pooling in ("mean", "last", "max"):
         t0 = time.perf_counter()
         emb = embed(lm, passages, pooling=pooling)
         rows[f"embeddings, {pooling} pooling"] = accuracy(cosine(emb), time.perf_counter() - t0)
         if pooling == "mean":
+            mean_cosine = cosine(emb)
             centred = torch.nn.functional.normalize(emb - emb.mean(0, keepdim=True), dim=-1)
             rows["embeddings, mean pooling, centred"] = accuracy(
                 cosine(centred), time.perf_counter() - t0
@@ -119,8 +121,13 @@ def retrieval(lm: LanguageModel, text: str, mode: str, args: argparse.Namespace)
     rows["untrained model, mean pooling"] = accuracy(cosine(emb), time.perf_counter() - t0)
     t0 = time.perf_counter()
     bm25 = BM25(passages)
-    scores = np.array([[bm25.score(passages[it.query], c) for c in it.candidates] for it in items])
+    scores = np.array([bm25.scores(passages[it.query])[list(it.candidates)] for it in items])
     rows["BM25"] = accuracy(scores, time.perf_counter() - t0)
+    # hybrid: the two rankings of each query's candidates fused (search.py method=hybrid)
+    fused = np.array(
+        [reciprocal_rank_fusion(e, b) for e, b in zip(mean_cosine, scores, strict=True)]
+    )
+    rows["hybrid: BM25 + embeddings (mean), reciprocal rank fusion"] = accuracy(fused, 0.0)
     if not args.no_lm_scoring:
         t0 = time.perf_counter()
         scores = pmi_scores(lm, passages, items, SEPARATOR[mode])

@@ -151,6 +151,8 @@ KEYS: dict[str, Rule] = {
         ("hub", "onnx"), "must be hub or onnx: rnnlm-export hub|onnx ckpt_path=... out=..."
     ),
     "opset": count(14, "must be an ONNX opset >= 14"),
+    # search: rnnlm.applications.search
+    "method": one_of(("embed", "bm25", "hybrid")),
     # serve: rnnlm.serve
     "port": Rule(lambda v: _int(v) and 0 <= v <= 65535, "must be a TCP port in [0, 65535]"),
     "max_new_tokens_cap": count(),

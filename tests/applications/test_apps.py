@@ -5,6 +5,7 @@ Every model here is tiny and built in-process (RNNLM + a tokenizer), so the file
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -23,12 +24,12 @@ from rnnlm.applications import (
     split_passages,
 )
 from rnnlm.applications import search as search_module
+from rnnlm.applications.lexical import BM25, reciprocal_rank_fusion
 from rnnlm.applications.rank import parse_candidates
 from rnnlm.applications.rank import rank as rank_command
 from rnnlm.applications.search import default_index_path
 from rnnlm.applications.search import search as search_command
 from rnnlm.applications.tasks import (
-    BM25,
     build_cloze_task,
     build_retrieval_task,
     topk_accuracy,
@@ -350,10 +351,34 @@ def test_search_and_rank_commands(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert out.index("'lord'") < out.index("'hart.'")
 
 
+def test_bm25_search_needs_no_model_and_hybrid_fuses_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    corpus = _write(tmp_path / "play.txt", TEXT)
+    cfg = _cfg("search", [f"corpus={corpus}", "query='hunt, my lord'", "method=bm25", "top_k=3"])
+    hits = run_task(search_command, cfg)  # no ckpt_path: BM25 reads only the corpus
+    assert hits[0].passage.text == "CURIO.\nWill you go hunt, my lord?"
+    assert hits[0].score > 0 and hits[1].score < hits[0].score
+    assert "1. score" in capsys.readouterr().out
+    # hybrid: embeddings and BM25 fused; a passage first in both stays first
+    lm = char_lm()
+    hybrid = SearchIndex.build(lm, corpus, method="hybrid")
+    embedded = SearchIndex.build(lm, corpus, method="embed")
+    lexical = SearchIndex.build(None, corpus, method="bm25")
+    for passage in hybrid.passages:
+        fused = reciprocal_rank_fusion(embedded.scores(passage.text), lexical.scores(passage.text))
+        assert np.allclose(hybrid.scores(passage.text), fused)
+    query = "Will you go hunt, my lord?"
+    assert hybrid.search(query, top_k=1)[0].passage.text == "CURIO.\nWill you go hunt, my lord?"
+    with pytest.raises(UserError, match="method='both'"):
+        SearchIndex.build(lm, corpus, method="both")
+
+
 @pytest.mark.parametrize(
     ("name", "overrides", "message"),
     [
         ("search", ["corpus=MISSING", "query=love"], "nope.txt does not exist"),
+        ("search", ["corpus=CORPUS", "query=love", "ckpt_path=null"], "pass ckpt_path=<file>, or"),
         ("search", ["corpus=EMPTY", "query=love"], "has no passages"),
         ("search", ["corpus=CORPUS", "query=love", "split=page"], "split='page'"),
         ("search", ["corpus=CORPUS", "query=love", "top_k=null"], "top_k=None must be an integer"),
@@ -460,9 +485,13 @@ def test_cloze_band_filled_by_the_answers_spellings_still_gives_distinct_distrac
 
 def test_bm25_and_topk_accuracy() -> None:
     docs = ["the king speaks of war", "a song of love", "war war war", "nothing here"]
-    bm25 = BM25(docs)
-    scores = [bm25.score("war and the king", d) for d in range(4)]
+    scores = BM25(docs).scores("war and the king")
     assert scores[0] > scores[2] > scores[1] == scores[3] == 0.0
+    # the textbook formula (Lucene's idf), by hand for the third document: tf 3, |d| 3, avgdl 3.5
+    idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))
+    assert scores[2] == pytest.approx(idf * 3 * 2.5 / (3 + 1.5 * (1 - 0.75 + 0.75 * 3 / 3.5)))
+    fused = reciprocal_rank_fusion(np.array([3.0, 1.0, 2.0]), np.array([0.0, 2.0, 1.0]), k=60)
+    assert fused == pytest.approx([1 / 61 + 1 / 63, 1 / 63 + 1 / 61, 2 / 62])
     s = np.array([[3.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.0, 5.0, 5.0]])
     assert topk_accuracy(s, [0, 0, 1], 1) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert topk_accuracy(s, [2, 1, 0], 2) == pytest.approx((1 + 2 / 3 + 0) / 3)

@@ -2,10 +2,12 @@
 
 - `embedding`: one unit vector per text, pooled over the model's last-layer outputs (`embed`).
 - `rank`: order candidate continuations by log-probability (`rank_continuations`, `src/rank.py`).
-- `search`: split a corpus into passages, embed them once into an index cached next to the
-  checkpoint (`SearchIndex`), and find the passages nearest a query (`src/search.py`).
+- `passages`: a corpus split into passages (lines or paragraphs) with where each starts.
+- `search`: the passages in an index (`SearchIndex`): embedded once and cached next to the
+  checkpoint, and/or a BM25 index; the passages nearest a query (`src/search.py method=...`).
+- `lexical`: BM25 (bm25s) and reciprocal rank fusion.
 - `tasks`: the measurements of docs/applications.md: next-passage retrieval and cloze task builders,
-  a BM25 baseline, a unigram baseline (`scripts/applications.py`).
+  a unigram baseline (`scripts/applications.py`).
 
 Everything here takes a `LanguageModel` (rnnlm.inference), so any model behind it works unchanged.
 """
@@ -19,9 +21,11 @@ _WHERE = {
     "embed": "rnnlm.applications.embedding",
     "Ranked": "rnnlm.applications.rank",
     "rank_continuations": "rnnlm.applications.rank",
+    "Hit": "rnnlm.applications.search",
+    "SearchIndex": "rnnlm.applications.search",
     **{
-        name: "rnnlm.applications.search"
-        for name in ("Hit", "Passage", "SearchIndex", "read_passages", "split_passages")
+        name: "rnnlm.applications.passages"
+        for name in ("Passage", "read_passages", "split_passages")
     },
 }
 

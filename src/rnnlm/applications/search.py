@@ -1,10 +1,12 @@
-"""Semantic search over a corpus with a model's embeddings, and the `src/search.py` command.
+"""Search over a corpus's passages, and the `src/search.py` command: by a model's embeddings
+(`method=embed`), by word overlap (`bm25`, applications/lexical.py, no model needed), or both
+(`hybrid`: the two rankings merged by reciprocal rank fusion).
 
     from rnnlm import LanguageModel
     from rnnlm.applications import SearchIndex
 
     lm = LanguageModel.load("outputs/train/runs/<run>/checkpoints/best.ckpt")
-    index = SearchIndex.build(lm, "/path/to/corpus", split="paragraph")   # cached next to the ckpt
+    index = SearchIndex.build(lm, "/path/to/corpus", split="paragraph", method="hybrid")
     for hit in index.search("a king speaks of war", top_k=5):
         print(hit.score, hit.passage.source, hit.passage.line, hit.passage.text)
 
@@ -28,106 +30,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from rnnlm.applications.embedding import embed
-from rnnlm.data.sources import read_text
+from rnnlm.applications.lexical import BM25, reciprocal_rank_fusion
+from rnnlm.applications.passages import Passage, read_passages
 from rnnlm.errors import UserError
 
-SPLITS = ("line", "paragraph")
+METHODS = ("embed", "bm25", "hybrid")
 INDEX_FORMAT = 1  # bumped when the index file's layout or the embedding procedure changes
-
-
-@dataclass(frozen=True)
-class Passage:
-    text: str
-    source: str  # the file, relative to the corpus folder (its name for a single file)
-    line: int  # 1-based line of the passage's first line in that file
 
 
 @dataclass(frozen=True)
 class Hit:
     rank: int
-    score: float  # cosine similarity with the query, in [-1, 1]
+    # embed: cosine similarity with the query, in [-1, 1]; bm25: the BM25 score (>= 0);
+    # hybrid: the fused score, sum of 1 / (60 + rank) over the two methods
+    score: float
     passage: Passage
-
-
-def split_passages(
-    text: str, split: str = "paragraph", min_chars: int = 1
-) -> list[tuple[int, str]]:
-    """(1-based first line, passage) pairs: every non-blank line (`split="line"`), or every block of
-    lines between blank lines (`split="paragraph"`). Lines are stripped of surrounding whitespace;
-    passages shorter than `min_chars` characters are left out."""
-    if split not in SPLITS:
-        raise UserError(f"split={split!r} is not known; choose one of {list(SPLITS)}")
-    out: list[tuple[int, str]] = []
-    block: list[str] = []
-    first = 0
-    for n, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
-        line = raw.strip()
-        if split == "line":
-            if line:
-                out.append((n, line))
-            continue
-        if line:
-            if not block:
-                first = n
-            block.append(line)
-        elif block:
-            out.append((first, "\n".join(block)))
-            block = []
-    if block:
-        out.append((first, "\n".join(block)))
-    return [(n, p) for n, p in out if len(p) >= min_chars]
-
-
-def corpus_files(corpus: str | Path) -> tuple[Path, list[Path]]:
-    """(root folder, files): a file alone, or every `*.txt` under a folder (sorted)."""
-    path = Path(corpus).expanduser()
-    if not path.exists():
-        raise UserError(
-            f"corpus={corpus} does not exist: pass a text file or a folder of .txt files"
-        )
-    # absolute(), not resolve(): a symlinked file keeps its name under the root it was found in
-    path = path.absolute()
-    if path.is_file():
-        return path.parent, [path]
-    files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-    if not files:
-        raise UserError(
-            f"corpus={corpus} is a folder without .txt files: pass a text file or a folder of them"
-        )
-    return path, files
-
-
-def read_passages(
-    corpus: str | Path, split: str = "paragraph", min_chars: int = 1
-) -> tuple[list[Passage], str]:
-    """The passages of a text file or a folder of `.txt` files, and a SHA-256 of the files' contents."""
-    root, files = corpus_files(corpus)
-    h = hashlib.sha256()
-    passages: list[Passage] = []
-    for f in files:
-        data = f.read_bytes()
-        name = str(f.relative_to(root))
-        h.update(f"{name}\0{len(data)}\0".encode())
-        h.update(data)
-        passages.extend(
-            # an undecodable byte shows as U+FFFD in its passage rather than stopping the search
-            Passage(p, name, n)
-            for n, p in split_passages(read_text(f, "replace"), split, min_chars)
-        )
-    if not passages:
-        raise UserError(
-            f"corpus={corpus} has no passages: its files are empty"
-            + (
-                f" or hold none of at least min_chars={min_chars} characters"
-                if min_chars > 1
-                else ""
-            )
-        )
-    return passages, h.hexdigest()
 
 
 def model_fingerprint(lm) -> str:  # noqa: ANN001
@@ -149,17 +71,19 @@ def default_index_path(ckpt: Path, corpus: str | Path, split: str) -> Path:
 
 
 class SearchIndex:
-    """Passages of a corpus with their embeddings (N, H), unit rows: score = cosine similarity."""
+    """Passages of a corpus with their embeddings (N, H), unit rows (embed, hybrid) and a BM25
+    index (bm25, hybrid)."""
 
     def __init__(
         self,
         lm,  # noqa: ANN001
         passages: list[Passage],
-        embeddings: torch.Tensor,
+        embeddings: torch.Tensor | None,
         pooling: str = "mean",
         key: str = "",
         path: Path | None = None,
         built: bool = True,
+        method: str = "embed",
     ) -> None:
         self.lm = lm
         self.passages = passages
@@ -168,6 +92,8 @@ class SearchIndex:
         self.key = key
         self.path = path
         self.built = built  # False when read back from the cache
+        self.method = method
+        self.bm25 = BM25([p.text for p in passages]) if method != "embed" else None
 
     @classmethod
     def build(
@@ -179,13 +105,21 @@ class SearchIndex:
         pooling: str = "mean",
         index_path: str | Path | None = None,
         rebuild: bool = False,
+        method: str = "embed",
     ) -> SearchIndex:
         """Read the cached index at `index_path` if its key matches, else embed and write it.
 
         `index_path=None`: next to the checkpoint the model was loaded from (`default_index_path`),
-        or no cache at all for a model built in memory.
+        or no cache at all for a model built in memory. `method="bm25"` embeds nothing (`lm` may be
+        None): BM25 indexes a few thousand passages in milliseconds, so it is not cached.
         """
+        if method not in METHODS:
+            raise UserError(
+                f"method={method!r} is not a search method; choose one of {list(METHODS)}"
+            )
         passages, corpus_hash = read_passages(corpus, split, min_chars)
+        if method == "bm25":
+            return cls(lm, passages, None, pooling, corpus_hash, None, built=True, method=method)
         key = hashlib.sha256(
             f"{INDEX_FORMAT}|{corpus_hash}|{model_fingerprint(lm)}|{split}|{min_chars}|{pooling}".encode()
         ).hexdigest()
@@ -198,7 +132,7 @@ class SearchIndex:
             except Exception:  # a damaged index is rebuilt, never trusted
                 cached = None
             if isinstance(cached, dict) and cached.get("key") == key:
-                return cls(lm, passages, cached["embeddings"], pooling, key, path, built=False)
+                return cls(lm, passages, cached["embeddings"], pooling, key, path, False, method)
         embeddings = embed(lm, [p.text for p in passages], pooling=pooling)
         if path is not None:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -215,7 +149,7 @@ class SearchIndex:
                     f"cannot write the search index to {path} ({err.strerror or err}): "
                     "pass index_path=<a file in a writable folder>"
                 ) from None
-        return cls(lm, passages, embeddings, pooling, key, path, built=True)
+        return cls(lm, passages, embeddings, pooling, key, path, built=True, method=method)
 
     def __len__(self) -> int:
         return len(self.passages)
@@ -226,12 +160,20 @@ class SearchIndex:
             raise UserError(f"top_k={top_k} must be >= 1")
         if not query.strip():
             raise UserError('query is empty: pass query="some words"')
-        q = embed(self.lm, [query.strip()], pooling=self.pooling)[0]
-        scores = self.embeddings @ q  # (N,)
+        scores = torch.from_numpy(self.scores(query.strip()))  # (N,)
         k = min(top_k, len(self.passages))
         # A stable sort, so equal scores keep corpus order (topk's order among ties is unspecified).
         order = torch.sort(scores, descending=True, stable=True).indices[:k]
         return [Hit(r + 1, float(scores[i]), self.passages[int(i)]) for r, i in enumerate(order)]
+
+    def scores(self, query: str) -> np.ndarray:
+        """(N,) float64: how well each passage matches `query` by this index's method."""
+        lexical = self.bm25.scores(query) if self.bm25 is not None else None
+        if self.method == "bm25":
+            return lexical
+        q = embed(self.lm, [query], pooling=self.pooling)[0]
+        cosine = (self.embeddings @ q).double().numpy()
+        return cosine if lexical is None else reciprocal_rank_fusion(cosine, lexical)
 
 
 def format_hits(hits: list[Hit], max_chars: int = 400) -> str:
@@ -255,7 +197,18 @@ def search(cfg: DictConfig) -> list[Hit]:
         value = cfg.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise UserError(f"{key}={value} must be an integer >= {low}")
-    lm = LanguageModel.load(cfg.ckpt_path, device=resolve_device(cfg.device))
+    method = cfg.get("method", "embed")
+    if method not in METHODS:
+        raise UserError(
+            f"method={method} is not a search method: choose one of {', '.join(METHODS)}"
+        )
+    if cfg.ckpt_path is None and method != "bm25":
+        raise UserError(
+            f"method={method} needs a model: pass ckpt_path=<file>, or search without one by method=bm25"
+        )
+    lm = None
+    if method != "bm25":
+        lm = LanguageModel.load(cfg.ckpt_path, device=resolve_device(cfg.device))
     t0 = time.perf_counter()
     index = SearchIndex.build(
         lm,
@@ -265,6 +218,7 @@ def search(cfg: DictConfig) -> list[Hit]:
         pooling=cfg.pooling,
         index_path=cfg.index_path,
         rebuild=bool(cfg.rebuild),
+        method=method,
     )
     how = (
         f"built in {time.perf_counter() - t0:.1f} s"

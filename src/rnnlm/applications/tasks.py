@@ -11,7 +11,6 @@ Both tasks are built from held-out text only, deterministically for a seed
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -25,7 +24,6 @@ from rnnlm.errors import UserError
 WORD = re.compile(r"^[A-Za-z]+(?:['\-][A-Za-z]+)*$")
 # The last whitespace token of a line: the word and the punctuation glued after it.
 LAST_WORD = re.compile(r"(\S+?)([^\w\s']*)\s*$")
-TERM = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
 # -- next-passage retrieval ----------------------------------------------------------------------
@@ -174,38 +172,6 @@ def unigram_choice(item: ClozeItem, counts: Counter) -> int:
     """The candidate most frequent in training (ties: the first, and the order is random)."""
     freqs = [counts[c] for c in item.candidates]
     return int(np.argmax(freqs))
-
-
-# -- BM25 ----------------------------------------------------------------------------------------
-def terms(text: str) -> list[str]:
-    return TERM.findall(text.lower())
-
-
-class BM25:
-    """Okapi BM25 (Robertson et al.) over a fixed collection: `scores(query)` gives one per document.
-
-    score(q, d) = sum over query terms t of idf(t) * tf(t, d) * (k1 + 1) /
-                  (tf(t, d) + k1 * (1 - b + b * |d| / avgdl)),
-    idf(t) = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5)) (Lucene's, never negative).
-    """
-
-    def __init__(self, documents: Sequence[str], k1: float = 1.5, b: float = 0.75) -> None:
-        self.k1, self.b = k1, b
-        self.tf = [Counter(terms(d)) for d in documents]
-        self.length = np.array([sum(tf.values()) for tf in self.tf], dtype=np.float64)
-        self.avgdl = max(float(self.length.mean()), 1e-9)
-        df = Counter(t for tf in self.tf for t in tf)
-        n = len(documents)
-        self.idf = {t: math.log(1.0 + (n - f + 0.5) / (f + 0.5)) for t, f in df.items()}
-
-    def score(self, query: str, doc: int) -> float:
-        tf, norm = self.tf[doc], self.k1 * (1 - self.b + self.b * self.length[doc] / self.avgdl)
-        total = 0.0
-        for t in terms(query):
-            f = tf.get(t, 0)
-            if f:
-                total += self.idf[t] * f * (self.k1 + 1) / (f + norm)
-        return total
 
 
 # -- accuracy ------------------------------------------------------------------------------------
