@@ -1,12 +1,17 @@
-"""Validation curves of a multirun's jobs, read from their TensorBoard events, and report.png."""
+"""Validation curves of a multirun's jobs, and report.png. A job's curve is its `validations.jsonl`
+(written by every run, whatever its loggers: rnnlm.training.trackers.ValidationHistory); runs written
+before it existed are read from their TensorBoard events."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlm.report.jobs import Report
+
+HISTORY_FILE = "validations.jsonl"
 
 
 @dataclass
@@ -18,9 +23,30 @@ class CurvePoint:
     ppl: float
 
 
+def read_history(job_dir: Path) -> list[CurvePoint] | None:
+    """The job's `validations.jsonl`, by step (a resumed run repeats none; a line cut by a kill is
+    skipped); None if the job has none."""
+    path = Path(job_dir) / HISTORY_FILE
+    if not path.is_file():
+        return None
+    by_step: dict[int, CurvePoint] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            point = CurvePoint(float(row["tokens"]), row.get("seconds"), float(row["val_ppl"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(point.ppl):
+            by_step[int(row.get("step", len(by_step)))] = point
+    return [by_step[step] for step in sorted(by_step)]
+
+
 def val_curve(job_dir: Path) -> list[CurvePoint]:
-    """The job's validations in order, from its TensorBoard events (`train/tokens_seen` and
-    `train/time_s` are logged at the same step as `val/ppl`)."""
+    """The job's validations in order: its validations.jsonl, or else its TensorBoard events
+    (`train/tokens_seen` and `train/time_s` are logged at the same step as `val/ppl`)."""
+    history = read_history(job_dir)
+    if history is not None:
+        return history
     tb = job_dir / "tensorboard"
     if not tb.is_dir():
         return []

@@ -13,12 +13,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnlm.errors import UserError
 from rnnlm.inference.lm import LanguageModel
 from rnnlm.training.nt_asgd import find_nt_asgd
+from rnnlm.training.trackers import log_sample
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class TokensPerSecond(L.Callback):
 
 
 class TextSample(L.Callback):
-    """After each validation, samples text from a fixed prompt and writes it to TensorBoard and the log."""
+    """After each validation, samples text from a fixed prompt and writes it to the log and to every
+    tracker that is on (rnnlm.training.trackers.log_sample)."""
 
     def __init__(
         self, prompt: str = "\n", max_new_tokens: int = 200, temperature: float = 0.8, seed: int = 0
@@ -125,11 +126,7 @@ class TextSample(L.Callback):
         with weights():  # the weights validation scored (NT-ASGD's average), not the live ones
             text = lm.generate(self.prompt, self.max_new_tokens, self.temperature, seed=self.seed)
         log.info("sample at step %d:\n%s", trainer.global_step, text)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                # Markdown: indent by four spaces so line breaks and spacing survive.
-                md = "\n".join("    " + line for line in text.splitlines())
-                logger.experiment.add_text("samples", md, trainer.global_step)
+        log_sample(trainer.loggers, text, trainer.global_step)
 
 
 class TimeBudget(L.Callback):

@@ -13,7 +13,6 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -29,7 +28,7 @@ from rnnlm.errors import (
     user_message,
 )
 from rnnlm.inference.checkpoint import check_fits
-from rnnlm.training import run_folder
+from rnnlm.training import run_folder, trackers
 from rnnlm.training.budget import fit_budget
 from rnnlm.training.callbacks import steady_throughput
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
@@ -189,24 +188,30 @@ def _fit_and_test(
     callbacks = [*instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
     if resumed:
         callbacks.append(_BeginAttempt(record))
-    loggers: list[Logger] = []
-    for lg in (cfg.get("logger") or {}).values():
-        if lg is None or "_target_" not in lg:
-            continue
-        extra = {"version": name} if "version" in lg and lg.version is None else {}
-        loggers.append(instantiate(lg, **extra))
+    callbacks.append(trackers.ValidationHistory(cfg.paths.output_dir))
+    loggers = trackers.build_loggers(cfg.get("logger"), name)
     trainer: L.Trainer = instantiate(
         trainer_cfg, callbacks=callbacks, logger=loggers or False, plugins=[checkpoint_io]
     )
 
     if ckpt_path is None:  # a resumed run already has its hyperparameters in its TensorBoard run
-        hparams = flat_hparams(cfg)
-        for lg in loggers:
-            if isinstance(lg, TensorBoardLogger):  # HPARAMS needs a metric registered with them
-                lg.log_hyperparams(hparams, metrics={"val/best_ppl": math.nan})
-            else:
-                lg.log_hyperparams(hparams)
+        trackers.log_hparams(loggers, flat_hparams(cfg))
+    try:
+        return _fit_then_test(cfg, trainer, module, datamodule, ckpt_path, record, signals, loggers)
+    finally:
+        trackers.close(loggers, finished=record.data.get("status") == "finished")
 
+
+def _fit_then_test(
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    module: LMModule,
+    datamodule: Any,
+    ckpt_path: str | None,
+    record: RunRecord,
+    signals: StopSignals,
+    loggers: list,
+) -> float:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     train_time = time.perf_counter() - t0
@@ -246,6 +251,9 @@ def _fit_and_test(
         **speed,
         epochs=totals["epochs"],
         steps=totals["steps"],
+    )
+    trackers.log_final(
+        loggers, {"val/best_ppl": best_val_ppl, "test/ppl": test_ppl}, trainer.global_step
     )
     print_summary(cfg, trainer, best_val_ppl, test_ppl)
     return best_val_ppl
