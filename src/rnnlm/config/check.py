@@ -12,6 +12,8 @@ folder.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 from hydra.errors import HydraException
@@ -98,9 +100,42 @@ def validate_overrides(config_name: str, conf_dir: str, overrides: list[str]) ->
     check_data_files(cfg)
 
 
+def json_list(value: str) -> list | None:
+    """The list a quoted JSON array stands for (`'["valid", "test"]'`, `"[2000, 6000]"`), else None.
+    Unquoted, Hydra reads `[valid, test]` and `["valid", "test"]` as lists itself."""
+    if len(value) < 2 or value[0] not in "'\"" or value[-1] != value[0]:
+        return None
+    try:
+        parsed = json.loads(value[1:-1])
+    except ValueError:
+        return None
+    ok = isinstance(parsed, list) and all(
+        v is None or isinstance(v, str | int | float | bool) for v in parsed
+    )
+    return parsed if ok else None
+
+
+def hydra_list(values: list) -> str:
+    """`values` in Hydra's override syntax: strings quoted, so any character survives."""
+
+    def one(v: object) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            # Hydra reads a backslash literally unless it stands before a quote or the end
+            v = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, v)
+            return "'" + v.replace("'", "\\'") + "'"
+        return repr(v)
+
+    return "[" + ",".join(one(v) for v in values) + "]"
+
+
 def plain_target_keys(config_name: str, conf_dir: str, args: list[str]) -> list[str]:
     """The command line with a `+` put before each key that its config file leaves out but that is an
-    argument of its node's `_target_`: `trainer.max_steps=200` as well as `+trainer.max_steps=200`.
+    argument of its node's `_target_`: `trainer.max_steps=200` as well as `+trainer.max_steps=200`;
+    and a list key given a quoted JSON array (`eval.splits='["valid"]'`) given it as a list.
 
     Hydra refuses a key its config does not have unless it is added with `+`; a Trainer (or optimiser,
     callback, model) argument is a key of that node all the same. Anything else is left as it is, for the
@@ -108,7 +143,8 @@ def plain_target_keys(config_name: str, conf_dir: str, args: list[str]) -> list[
     """
     plain = [a for a in args if not a.startswith(("-", "+", "~")) and "=" in a]
     nested = [a for a in plain if "." in a.split("=", 1)[0] and not a.startswith("hydra.")]
-    if not nested:
+    quoted = [a for a in plain if json_list(a.split("=", 1)[1]) is not None]
+    if not nested and not quoted:
         return args
     overrides = [a for a in args if not a.startswith("-")]
     try:
@@ -120,7 +156,9 @@ def plain_target_keys(config_name: str, conf_dir: str, args: list[str]) -> list[
     out = []
     for arg in args:
         key = arg.split("=", 1)[0]
-        if arg in nested and get_key(base, key) is ABSENT:
+        if arg in quoted and (get_key(base, key) is None or isinstance(get_key(base, key), list)):
+            arg = f"{key}={hydra_list(json_list(arg.split('=', 1)[1]))}"  # a JSON string as a list
+        elif arg in nested and get_key(base, key) is ABSENT:
             parent_key, _, name = key.rpartition(".")
             parent = get_key(base, parent_key)
             target = parent.get("_target_") if isinstance(parent, dict) else None
