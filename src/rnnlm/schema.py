@@ -126,7 +126,8 @@ KEYS: dict[str, Rule] = {
         count(257), "must be null or >= 257 (byte-level BPE: the 256 bytes and at least one merge)"
     ),
     "data.carve_fraction": Rule(
-        lambda v: is_number(v) and 0 < v < 0.5, "must be in (0, 0.5): the share of train rows carved"
+        lambda v: is_number(v) and 0 < v < 0.5,
+        "must be in (0, 0.5): the share of train rows carved",
     ),
     "data.url": optional(Rule(_url, "must be an http://, https:// or file:// URL")),
     "data.sha256": optional(Rule(_sha256, "must be 64 hexadecimal digits")),

@@ -177,15 +177,20 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             continue  # the suite is what make test runs; tensorboard serves until stopped
         if argv[0] == "make":
             extra = [f"ARGS={' '.join(TINY_SIZES)} hydra.run.dir={work / f'make{n}'}"]
-            cmd = ["make", *argv[1:], *(extra if argv[1] == "train" else [])]
+            cmd = ["make", "-C", str(REPO_ROOT), *argv[1:], *(extra if argv[1] == "train" else [])]
         else:
             name = Path(argv[1]).stem
-            cmd = [sys.executable, *argv[1:]]
+            cmd = [sys.executable, str(REPO_ROOT / argv[1]), *argv[2:]]  # run from `work`
             if any(k in a for a in argv for k in NOT_HERE):
                 continue  # checked by test_every_readme_command_passes_the_front_door
             if name == "train":
                 where = "hydra.sweep.dir" if "-m" in argv else "hydra.run.dir"
-                cmd += [*TINY_SIZES, "model_budget=null", "hydra.sweeper.n_trials=2"]
+                tiny = [
+                    t
+                    for t in TINY_SIZES
+                    if "transformer" not in " ".join(argv) or "hidden" not in t
+                ]
+                cmd += [*tiny, "model_budget=null", "hydra.sweeper.n_trials=2"]
                 cmd = [
                     c for c in cmd if c != "hydra.sweeper.n_trials=2" or "optuna" in " ".join(argv)
                 ]

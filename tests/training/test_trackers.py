@@ -72,7 +72,14 @@ def tracked(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((run / "result.json").read_text())
-    return {"run": run, "outputs": outputs, "result": result}
+    return {"run": run, "outputs": outputs, "result": result, "console": out.stdout + out.stderr}
+
+
+def test_the_console_shows_no_noise(tracked: dict) -> None:
+    """No litlogger advertisement, no progress-bar v_num, FLOPs counted (per token, batch 1)."""
+    console = tracked["console"]
+    assert "litlogger" not in console and "v_num" not in console
+    assert "Total FLOPs:" in console and "Total FLOPs: 0 " not in console
 
 
 def test_wandb_offline_run_has_hparams_best_metric_and_samples(tracked: dict) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import RichProgressBar, Timer
 from lightning.pytorch.utilities import rank_zero_only
 
 from rnnlm.errors import UserError
@@ -103,6 +103,16 @@ class TokensPerSecond(L.Callback):
         if self._val_t0 is not None:
             self.val_seconds += time.perf_counter() - self._val_t0
             self._val_t0 = None
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without `v_num`: the logger's version, which for rnnlm's
+    TensorBoard runs is the run's name, cut to its last four characters ("ault" of "default")."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class TextSample(L.Callback):

@@ -3,6 +3,7 @@ interruption. Rank 0 only."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -13,6 +14,20 @@ from omegaconf import DictConfig
 from rnnlm.data.tokenizers import CHAR_LEVEL
 from rnnlm.training.record import RunRecord
 from rnnlm.training.run_folder import launch_rank
+
+
+class _NoAdvert(logging.Filter):
+    """Drops Lightning's tip to install litlogger, printed at every Trainer start; nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up lines that say something about this run (devices, validation)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdvert) for f in logger.filters):
+        logger.addFilter(_NoAdvert())
 
 
 def print_interrupted(cfg: DictConfig, reason: str) -> None:

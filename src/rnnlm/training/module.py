@@ -62,6 +62,8 @@ class LMModule(L.LightningModule):
         self.tokenizer = tokenizer
         self.config = config or {}  # the composed run config, kept in checkpoints for eval/resume
         self.command: str | None = None  # the command line that trained it (the Hub model card's)
+        # One token, batch 1: the model summary's FLOPs column is the forward cost per token.
+        self.example_input_array = torch.zeros(1, 1, dtype=torch.long)
         self.char_level = tokenizer is not None and tokenizer.kind in CHAR_LEVEL
         self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
         self.streams = Streams()  # the carried hidden states and the stream position (resume)
@@ -98,6 +100,10 @@ class LMModule(L.LightningModule):
         nll_sum = loss.detach() * n if reduction == "mean" else loss
         self.mean_loss[f"{stage}_"].update(nll_sum, n)
         return loss, n
+
+    def forward(self, x: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
+        """The model's forward: x (B, T) token ids -> logits (B, T, V), new hidden state."""
+        return self.model(x, hidden)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, n = self._step("train", batch)

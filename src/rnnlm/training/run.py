@@ -32,7 +32,12 @@ from rnnlm.training import run_folder, trackers
 from rnnlm.training.budget import fit_budget
 from rnnlm.training.callbacks import steady_throughput
 from rnnlm.training.checkpoint_io import AtomicCheckpointIO
-from rnnlm.training.console import print_interrupted, print_resuming, print_summary
+from rnnlm.training.console import (
+    print_interrupted,
+    print_resuming,
+    print_summary,
+    quiet_lightning,
+)
 from rnnlm.training.interrupts import StopAtStepBoundary, StopSignals
 from rnnlm.training.launch import (
     check_launch,
@@ -71,6 +76,7 @@ def train(cfg: DictConfig) -> float:
     keep_large_blocks_in_heap()
     # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per run; nothing to act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    quiet_lightning()
     ckpt_path = cfg.get("ckpt_path")
     resumed = bool(cfg.get("resume"))
     changes: dict[str, Any] = {}
