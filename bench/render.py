@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cells import render_cells
 from large_corpus import ADAPTIVE_CUTOFFS
+from onnx_gen import render_onnx
 from startup import render_refusals
 
 TEMPLATE = Path(__file__).with_name("benchmarks.md.tmpl")
@@ -157,7 +158,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
         blocks.append(_adaptive(results["adaptive"], results["tokenize"]["size_mb"]))
     if "tokenize" in results:
         blocks.append(_tokenize(results["tokenize"]))
-    for key, render_part in (("refuse", render_refusals), ("cells", render_cells)):
+    parts = (("refuse", render_refusals), ("cells", render_cells), ("onnx", render_onnx))
+    for key, render_part in parts:
         if key in results and (lines := render_part(results[key])):
             blocks.append("\n".join(lines))
     return "\n".join(blocks)

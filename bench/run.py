@@ -45,12 +45,13 @@ from corpus import zipf_corpus  # noqa: E402
 from doc import write_section  # noqa: E402
 from large_corpus import bench_adaptive, bench_tokenize  # noqa: E402
 from machine import describe, loadavg, measure_peak, peak_dtype, remeasure_peak  # noqa: E402
+from onnx_gen import bench_onnx  # noqa: E402
 from render import report  # noqa: E402
 from startup import bench_refusals  # noqa: E402
 
 __all__ = ["ALL_CASES", "CASES", "main", "report", "set_peak_fractions"]
 
-ALL_CASES = "word,char,tiny,adaptive,tokenize,refuse,cells"
+ALL_CASES = "word,char,tiny,adaptive,tokenize,refuse,cells,onnx"
 
 
 def write_doc(text: str, args: argparse.Namespace) -> None:
@@ -164,6 +165,10 @@ def main() -> None:
     if "cells" in parts and args.device == "cpu":
         log("parallel cells against nn.GRU ...")
         results["cells"] = bench_cells(args.quick, log)
+        write_report(results, args, final=False)
+    if "onnx" in parts and args.device == "cpu":
+        log("generation: ONNX Runtime against PyTorch ...")
+        results["onnx"] = bench_onnx(args.quick, log)
         write_report(results, args, final=False)
     if "refuse" in parts:
         log("refused commands ...")

@@ -117,6 +117,8 @@ def test_bench_quick(tmp_path):
     table = (tmp_path / "bench" / "benchmarks.md").read_text()
     assert "| case |" in table and "BENCH_QUICK=1" in table
     assert "Parallel cells against nn.GRU" in table
+    assert all(r["same_text"] and r["onnx_tps"] > 0 for r in results["onnx"].values())
+    assert "Generation with ONNX Runtime" in table
 
 
 def test_each_benchmark_rewrites_only_its_own_section_of_the_doc(tmp_path):
