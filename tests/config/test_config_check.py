@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF_DIR, run_train_script, tiny_overrides
-from rnnlm.config.check import plain_target_keys, validate_overrides
+from rnnlm.config.check import hydra_list, plain_target_keys, validate_overrides
 from rnnlm.errors import UserError
 
 CASES = [
@@ -96,6 +96,26 @@ def test_a_target_argument_needs_no_plus() -> None:
     assert plain_target_keys("train", str(CONF_DIR), ["trainer.callbacks=[]"]) == [
         "trainer.callbacks=[]"
     ]
+
+
+def test_a_quoted_json_array_is_a_list() -> None:
+    """`eval.splits='["valid", "test"]'` (JSON in quotes) reaches Hydra as the list it stands for;
+    strings keep every character; a quoted value of a key that takes no list stays a string."""
+    conf = str(CONF_DIR)
+    plain = plain_target_keys(
+        "eval", conf, ["ckpt_path=x.ckpt", """eval.splits='["valid", "test"]'"""]
+    )
+    assert plain == ["ckpt_path=x.ckpt", "eval.splits=['valid','test']"]
+    validate_overrides("eval", conf, plain)
+    cutoffs = plain_target_keys("train", conf, ['model.adaptive_cutoffs="[20, 60]"'])
+    assert cutoffs == ["model.adaptive_cutoffs=[20,60]"]
+    prompt = plain_target_keys("generate", conf, ["ckpt_path=x.ckpt", """prompt='["a"]'"""])
+    assert prompt[1] == """prompt='["a"]'"""  # a string key keeps its string
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    values = ["it's", "a\\b", "end\\", 1, 2.5, None, True, "x,y"]
+    parsed = OverridesParser.create().parse_override(f"k={hydra_list(values)}").value()
+    assert parsed == values
 
 
 def test_a_plain_trainer_key_reaches_the_trainer(corpus_dir: Path, tmp_path: Path) -> None:
