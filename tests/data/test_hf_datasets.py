@@ -80,6 +80,17 @@ def test_a_dataset_that_is_nowhere_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+def test_train_refuses_a_missing_split_in_one_line(tmp_path: Path) -> None:
+    data = _jsonl(tmp_path / "data", {"train": LINES["train"]})
+    missing = run_train_script(
+        ["data=hf", f"data.hf_name={data}", *TINY_SIZES, f"hydra.run.dir={tmp_path / 'r2'}"]
+    )
+    assert missing.returncode != 0
+    assert "data.hf_splits.valid=validation is not a split of" in missing.stderr
+    assert len([ln for ln in missing.stderr.splitlines() if ln.startswith("error")]) == 1
+
+
+@pytest.mark.slow
 def test_train_reads_a_dataset_through_the_entry_point(tmp_path: Path) -> None:
     data = _jsonl(tmp_path / "data", {"train": LINES["train"]})
     out = run_train_script(
@@ -93,9 +104,3 @@ def test_train_reads_a_dataset_through_the_entry_point(tmp_path: Path) -> None:
         ]
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    missing = run_train_script(
-        ["data=hf", f"data.hf_name={data}", *TINY_SIZES, f"hydra.run.dir={tmp_path / 'r2'}"]
-    )
-    assert missing.returncode != 0
-    assert "data.hf_splits.valid=validation is not a split of" in missing.stderr
-    assert len([ln for ln in missing.stderr.splitlines() if ln.startswith("error")]) == 1

@@ -461,6 +461,8 @@ def test_every_config_file_composes(group: str, option: str, tmp_path: Path) -> 
         ("experiment", "cells_"),
     ):
         overrides.append(f"data.path={tmp_path}")  # corpus folders the user names
+    if (group, option) == ("data", "hf"):
+        overrides.append(f"data.hf_name={tmp_path}")  # the dataset the user names
     with composed(overrides, tmp_path / "out") as cfg:
         # Every interpolation resolves and no mandatory value is left unset.
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)

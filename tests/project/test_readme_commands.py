@@ -81,14 +81,21 @@ def _check_front_door(name: str, args: list[str]) -> None:
         args = args[:i] + args[i + 2 :]
     args = plain_target_keys(name, CONF_DIR, args)
     sweeps = {i: a.split("=", 1)[1].split(",") for i, a in enumerate(args) if _is_sweep(a)}
-    jobs = [args] if not sweeps else []
+    # the first job whole; each other choice of a config group by its file (composing every job of an
+    # 8-model sweep would cost seconds), each other value of a plain key by the check
+    validate_overrides(
+        name, CONF_DIR, [a.split(",")[0] if j in sweeps else a for j, a in enumerate(args)]
+    )
     for i, values in sweeps.items():
-        for value in values:
-            job = [a.split(",")[0] if j in sweeps else a for j, a in enumerate(args)]
-            job[i] = f"{args[i].split('=', 1)[0]}={value}"
-            jobs.append(job)
-    for job in jobs:
-        validate_overrides(name, CONF_DIR, job)
+        key = args[i].split("=", 1)[0]
+        group = Path(CONF_DIR) / key
+        for value in values[1:]:
+            if group.is_dir():
+                assert (group / f"{value}.yaml").is_file(), f"{key}={value}: no such option"
+            else:
+                job = [a.split(",")[0] if j in sweeps else a for j, a in enumerate(args)]
+                job[i] = f"{key}={value}"
+                validate_overrides(name, CONF_DIR, job)
 
 
 def _is_sweep(arg: str) -> bool:
