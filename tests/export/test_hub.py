@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO_ROOT, run_train_script, tiny_overrides, write_corpus
+from conftest import REPO_ROOT
 from rnnlm import LanguageModel
 from rnnlm.inference import hub
 from rnnlm.inference.hub import PretrainedError
@@ -32,14 +32,9 @@ def _run(script: str, args: list[str], env: dict | None = None) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny character-level LSTM run; its best checkpoint."""
-    root = tmp_path_factory.mktemp("hub")
-    corpus = write_corpus(root / "corpus")
-    run = root / "run"
-    out = run_train_script([*tiny_overrides(corpus), "model=lstm", f"hydra.run.dir={run}"])
-    assert out.returncode == 0, out.stderr[-2000:]
-    return run / "checkpoints" / "best.ckpt"
+def trained(tiny_checkpoint: Path) -> Path:
+    """The session's tiny character-level GRU checkpoint (conftest.tiny_checkpoint)."""
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +56,7 @@ def test_export_writes_safetensors_json_and_a_model_card(exported: Path, trained
     ]
     config = json.loads((exported / "config.json").read_text())
     assert config["library_name"] == "rnnlm"
-    assert config["model"]["cell"] == "lstm"
+    assert config["model"]["cell"] == "gru"
     card = (exported / "README.md").read_text()
     assert "library_name: rnnlm" in card
     assert "src/train.py" in card  # the command that trained it
@@ -237,3 +232,15 @@ def test_a_missing_path_that_is_no_repo_id_keeps_the_checkpoint_message(tmp_path
 
     with pytest.raises(CheckpointError, match="does not exist"):
         LanguageModel.load(tmp_path / "nothing.ckpt")
+
+
+def test_a_missing_hub_extra_is_one_line(
+    exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lm = LanguageModel.from_pretrained(exported)
+    for name in ("safetensors", "safetensors.torch"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(PretrainedError, match=r"pip install 'rnnlm\[hub\]'"):
+        LanguageModel.from_pretrained(exported)
+    with pytest.raises(PretrainedError, match=r"pip install 'rnnlm\[hub\]'"):
+        lm.save_pretrained(tmp_path / "again")

@@ -70,7 +70,10 @@ def write_pretrained(
     training: dict[str, Any],
 ) -> Path:
     """Write the four files into `folder` (created; files of the same names are replaced)."""
-    from safetensors.torch import save_model
+    try:
+        from safetensors.torch import save_model
+    except ImportError:
+        raise PretrainedError(f"save_pretrained needs safetensors: {EXTRA}") from None
 
     out = Path(folder).expanduser()
     out.mkdir(parents=True, exist_ok=True)

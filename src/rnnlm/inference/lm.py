@@ -126,8 +126,13 @@ class LanguageModel:
         cache_dir: str | Path | None = None,
     ) -> LanguageModel:
         """A model saved by `save_pretrained`: a local folder or a Hub repo id (`user/name`)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_model
+        try:
+            from safetensors import SafetensorError
+            from safetensors.torch import load_model
+        except ImportError:
+            raise hub.PretrainedError(
+                f"reading a pretrained folder needs safetensors: {hub.EXTRA}"
+            ) from None
 
         found = hub.read_pretrained(name, revision=revision, cache_dir=cache_dir)
         cfg = found.config
