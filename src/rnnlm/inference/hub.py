@@ -102,7 +102,9 @@ def model_card(config: dict[str, Any]) -> str:
     kind = model.get("cell") or str(model.get("_target_", "")).rsplit(".", 1)[-1]
     run = training.get("config") or {}
     data = run.get("data") or {}
-    corpus = data.get("dataset") or data.get("path") or data.get("hf_name") or "unknown"
+    corpus = data.get("dataset") or data.get("path") or data.get("hf_name")
+    if corpus is None:
+        corpus = "the Shakespeare plays bundled with rnnlm" if data else "not recorded"
     loss = training.get("best_val_loss")
     metrics = (
         f"- best validation loss: {loss:.4f} nats/token (perplexity {2.718281828459045**loss:.2f})"
