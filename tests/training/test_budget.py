@@ -48,6 +48,9 @@ def test_a_budget_no_width_reaches_is_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
 
 
+# slow (~28 s): the README's cells sweep and `make report RUN=latest` also run in the slow
+# tests/project/test_readme_commands.py; the default suite checks every preset x model count in-process.
+@pytest.mark.slow
 def test_the_comparison_sweep_prints_matched_counts_and_reports(
     corpus_dir: Path, tmp_path: Path
 ) -> None:

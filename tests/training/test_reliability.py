@@ -138,6 +138,8 @@ def test_testing_a_checkpoint_keeps_the_runs_counters(fn: str, kept: bool) -> No
     assert (module.streams.resume_state is None) == kept
 
 
+# slow (~26 s): the default suite keeps tests/e2e/test_train_e2e.py::test_same_seed_gives_identical_val_loss
+@pytest.mark.slow
 def test_same_seed_same_loss_curve(corpus_dir: Path, tmp_path: Path) -> None:
     args = [
         "data=text_files",
