@@ -118,6 +118,21 @@ def run_train_script(
     )
 
 
+def run_script(
+    script: str, args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`python src/<script>.py *args` (eval, generate, export, ...) from the repo root, output captured."""
+    return subprocess.run(
+        [sys.executable, f"src/{script}.py", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
 def start_train_script(args: list[str], new_session: bool = False) -> subprocess.Popen[str]:
     """Like run_train_script, but started in the background (call `.communicate()`). `new_session`:
     in a process group of its own, so that `os.killpg(proc.pid, ...)` reaches its DDP ranks too."""

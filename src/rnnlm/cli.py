@@ -176,10 +176,11 @@ def _export(cfg: DictConfig) -> dict:
 
 
 def _export_main() -> Any:
-    """`rnnlm-export hub|onnx key=value ...`: the first word is the format (format=hub)."""
-    from rnnlm.export.command import FORMATS
+    """`rnnlm-export hub|onnx key=value ...`: the first word is the format (format=hub). The formats
+    come from schema, so a refused command still loads no torch."""
+    from rnnlm.schema import EXPORT_FORMATS
 
-    if len(sys.argv) > 1 and sys.argv[1] in FORMATS:
+    if len(sys.argv) > 1 and sys.argv[1] in EXPORT_FORMATS:
         sys.argv[1] = f"format={sys.argv[1]}"
     return hydra_entry(_export, "export")()
 

@@ -69,6 +69,9 @@ def _sha256(v: Any) -> bool:
     return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdefABCDEF" for c in v)
 
 
+# rnnlm-export's formats (the command's first word; rnnlm.export.command builds each).
+EXPORT_FORMATS = ("hub", "onnx")
+
 # The tokenizers (rnnlm/data/tokenizers/__init__.py checks at import that it has exactly these).
 TOKENIZER_KINDS = ("char", "word", "byte", "bpe")
 
@@ -152,7 +155,7 @@ KEYS: dict[str, Rule] = {
     ),
     # export: rnnlm.export
     "format": one_of(
-        ("hub", "onnx"), "must be hub or onnx: rnnlm-export hub|onnx ckpt_path=... out=..."
+        EXPORT_FORMATS, "must be hub or onnx: rnnlm-export hub|onnx ckpt_path=... out=..."
     ),
     "opset": count(14, "must be an ONNX opset >= 14"),
     # search: rnnlm.applications.search

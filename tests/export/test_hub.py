@@ -4,31 +4,17 @@ read offline through hf_hub_download, and one line for a missing, changed or for
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import run_script
 from rnnlm import LanguageModel
 from rnnlm.inference import hub
 from rnnlm.inference.hub import PretrainedError
-
-
-def _run(script: str, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, f"src/{script}.py", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +27,7 @@ def trained(tiny_checkpoint: Path) -> Path:
 def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`python src/export.py hub ckpt_path=... out=...`: the front door writes the folder."""
     folder = tmp_path_factory.mktemp("exported") / "tiny-lstm"
-    out = _run("export", ["hub", f"ckpt_path={trained}", f"out={folder}"])
+    out = run_script("export", ["hub", f"ckpt_path={trained}", f"out={folder}"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert "saved" in out.stdout
     return folder
@@ -84,7 +70,7 @@ def _greedy_output(ckpt: Path) -> str:
 
 def test_generate_accepts_the_folder(exported: Path, trained: Path) -> None:
     args = ["prompt=the", "max_new_tokens=5", "temperature=0"]
-    from_folder = _run("generate", [f"ckpt_path={exported}", *args])
+    from_folder = run_script("generate", [f"ckpt_path={exported}", *args])
     assert from_folder.returncode == 0, from_folder.stderr[-2000:]
     assert from_folder.stdout == _greedy_output(trained)
 
@@ -107,7 +93,7 @@ def test_a_repo_id_is_read_from_the_local_hub_cache_offline(
     _hub_cache(exported, tmp_path / "hub", "someone/tiny-lstm")
     env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
     args = ["prompt=the", "max_new_tokens=5", "temperature=0"]
-    out = _run("generate", ["ckpt_path=someone/tiny-lstm", *args], env=env)
+    out = run_script("generate", ["ckpt_path=someone/tiny-lstm", *args], env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout == _greedy_output(trained)
     # a repo that is not in the cache: one line (tests run with HF_HUB_OFFLINE=1, conftest)
@@ -174,7 +160,7 @@ def test_the_command_line_shows_a_damaged_folder_in_one_line(
     folder = tmp_path / "copy"
     shutil.copytree(exported, folder)
     (folder / "model.safetensors").unlink()
-    out = _run("generate", [f"ckpt_path={folder}", "max_new_tokens=3"])
+    out = run_script("generate", [f"ckpt_path={folder}", "max_new_tokens=3"])
     assert out.returncode != 0
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
     assert "has no model.safetensors" in out.stderr

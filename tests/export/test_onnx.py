@@ -3,7 +3,6 @@ text equals PyTorch's, and the export command checks that itself."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import run_script
 from rnnlm import LanguageModel
 from rnnlm.data.tokenizers import train_tokenizer
 from rnnlm.errors import UserError
@@ -88,25 +87,11 @@ def test_the_export_command_writes_and_checks_the_graph(
 ) -> None:
     graph = tmp_path / "gru.onnx"
     ckpt = tiny_checkpoint
-    export = subprocess.run(
-        [sys.executable, "src/export.py", "onnx", f"ckpt_path={ckpt}", f"out={graph}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    export = run_script("export", ["onnx", f"ckpt_path={ckpt}", f"out={graph}"])
     assert export.returncode == 0, export.stderr[-2000:]
     assert "greedy text equals PyTorch's" in export.stdout
     lm = LanguageModel.load(ckpt)
     assert OnnxLM(graph).generate("the", 20, temperature=0) == lm.generate("the", 20, temperature=0)
-    bad = subprocess.run(
-        [sys.executable, "src/export.py", "tar", f"ckpt_path={ckpt}", f"out={graph}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    bad = run_script("export", ["tar", f"ckpt_path={ckpt}", f"out={graph}"])
     assert bad.returncode != 0 and bad.stderr.startswith("error: ")
     assert len(bad.stderr.strip().splitlines()) == 1

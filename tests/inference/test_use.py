@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import CONF_DIR, REPO_ROOT, WORDS, run_train_script, write_corpus
+from conftest import CONF_DIR, WORDS, run_script, run_train_script, write_corpus
 from rnnlm import LanguageModel
 from rnnlm.inference.checkpoint import CheckpointError, load_checkpoint
-
-
-def _run(script: str, args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, f"src/{script}.py", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_eval_reproduces_training_test_perplexity(trained: dict, tmp_path: Path) -> None:
-    out = _run("eval", [f"ckpt_path={trained['ckpt']}", f"hydra.run.dir={tmp_path}"])
+    out = run_script("eval", [f"ckpt_path={trained['ckpt']}", f"hydra.run.dir={tmp_path}"])
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     ppl = result["splits"]["test"]["ppl"]
@@ -93,7 +80,7 @@ def test_impossible_device_is_one_clear_error(name: str, named: str) -> None:
 
 def test_eval_on_another_corpus_counts_unknown_words(trained: dict, tmp_path: Path) -> None:
     other = write_corpus(tmp_path / "other", words=[*WORDS, "zebra", "quokka"], seed=3)
-    out = _run(
+    out = run_script(
         "eval",
         [
             f"ckpt_path={trained['ckpt']}",
@@ -120,7 +107,7 @@ def test_eval_with_test_time_adaptation(
 ) -> None:
     """cache.window / dynamic.lr turn an adaptation on; tune_on picks its settings on another split;
     the model alone is reported too, and is what training reported."""
-    out = _run(
+    out = run_script(
         "eval",
         [f"ckpt_path={trained['ckpt']}", "eval.splits=[test]", *args, f"hydra.run.dir={tmp_path}"],
     )
@@ -143,7 +130,7 @@ def test_bad_adaptation_settings_are_one_line(trained: dict, tmp_path: Path) -> 
     from rnnlm.evaluate import scorer
 
     args = [f"ckpt_path={trained['ckpt']}", "cache.window=50", "cache.tune_on=dev"]
-    out = _run("eval", [*args, f"hydra.run.dir={tmp_path}"])
+    out = run_script("eval", [*args, f"hydra.run.dir={tmp_path}"])
     assert out.returncode != 0 and "cache.tune_on='dev' is not a split" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     cfg = OmegaConf.load(CONF_DIR / "eval.yaml")
@@ -183,7 +170,7 @@ def test_char_model_reads_unseen_characters_as_unk(tmp_path: Path) -> None:
     other = write_corpus(
         tmp_path / "o", {"train": 20, "valid": 20, "test": 20}, words=["ÉTÉ", "ÿes", "cat"]
     )
-    ev = _run(
+    ev = run_script(
         "eval",
         [
             f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
@@ -194,7 +181,7 @@ def test_char_model_reads_unseen_characters_as_unk(tmp_path: Path) -> None:
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert result["splits"]["valid"]["unknown_tokens"] > 0 and "bpc" in result["splits"]["valid"]
-    gen = _run(
+    gen = run_script(
         "generate",
         [
             f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
@@ -230,7 +217,7 @@ def test_generate_script_streams_samples(trained: dict) -> None:
         "top_k=50",
         "top_p=0.95",
     ]
-    first, second = _run("generate", args), _run("generate", args)
+    first, second = run_script("generate", args), run_script("generate", args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout == second.stdout
     assert first.stdout.count("--- sample") == 2 and "the dog" in first.stdout
@@ -247,7 +234,7 @@ def test_score_agrees_with_eval(trained: dict) -> None:
     assert all(lp <= 0 for lp in score.logprobs)
 
 
-def test_resume_continues_epochs_and_tensorboard_run(trained: dict, tmp_path: Path) -> None:
+def test_resume_continues_epochs_and_tensorboardrun_script(trained: dict, tmp_path: Path) -> None:
     import shutil
 
     run = tmp_path / "run"
@@ -277,7 +264,7 @@ def test_bad_checkpoint_paths_are_one_line(tmp_path: Path, kind: str) -> None:
         torch.save({"weights": torch.ones(2)}, path)
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
-    out = _run("generate", [f"ckpt_path={path}"])
+    out = run_script("generate", [f"ckpt_path={path}"])
     assert out.returncode == 2
     msg = out.stderr.strip().splitlines()[-1]
     assert msg.startswith("error:") and str(path) in msg and "Traceback" not in out.stderr

@@ -491,6 +491,8 @@ def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_runs_record(
         ("generate.py", ["ckpt_path=x", "temprature=1"], "did you mean temperature?"),
         ("search.py", ["ckpt_path=x", "corpus=y", "query=z", "topk=3"], "did you mean top_k?"),
         ("rank.py", ["ckpt_path=x", "context=a", "candidates=[b]", "sortby=x"], "sort_by"),
+        ("export.py", ["hub", "ckpt_path=x", "out=y", "opset=3"], "opset=3 must be an ONNX opset"),
+        ("serve.py", ["ckpt_path=x", "workers=0"], "workers=0 must be an integer >= 1"),
     ],
 )
 def test_a_refused_command_never_imports_torch(script: str, args: list[str], message: str) -> None:

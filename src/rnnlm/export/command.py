@@ -13,8 +13,6 @@ from omegaconf import DictConfig
 from rnnlm.errors import UserError
 from rnnlm.inference.lm import LanguageModel
 
-FORMATS = ("hub", "onnx")
-
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     lm = LanguageModel.load(cfg.ckpt_path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from rnnlm.data.tokenizers import tokenizer_from_dict
 from rnnlm.errors import UserError
-from rnnlm.inference.decoding import encode_text
+from rnnlm.inference.decoding import continuation, encode_text
 
 
 class OnnxLM:
@@ -102,5 +102,4 @@ class OnnxLM:
         seed: int | None = None,
     ) -> str:
         ids, new = self.new_tokens(prompt, max_new_tokens, temperature, seed)
-        all_ids = [*ids, *new]
-        return prompt + self.tokenizer.decode(all_ids)[len(self.tokenizer.decode(ids)) :]
+        return prompt + continuation(self.tokenizer, ids, [*ids, *new])

@@ -29,6 +29,11 @@ def decode_pieces(
         yield final[len(text) :]  # what was held back (a character left incomplete)
 
 
+def continuation(tokenizer: Tokenizer, ids: list[int], all_ids: list[int]) -> str:
+    """The text `all_ids` adds after the prompt's `ids` (words get their spaces)."""
+    return tokenizer.decode(all_ids)[len(tokenizer.decode(ids)) :]
+
+
 def encode_text(tokenizer: Tokenizer, text: str) -> tuple[list[int], int]:
     """Token ids of running text and the unknown count: a text that does not end its line is not
     closed with <eos> (word level), so a prompt is continued, not ended."""

@@ -29,7 +29,7 @@ from rnnlm.data.layout import windows
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
 from rnnlm.inference import hub
 from rnnlm.inference.checkpoint import build_from_checkpoint, load_checkpoint
-from rnnlm.inference.decoding import decode_pieces, encode_text, start_id
+from rnnlm.inference.decoding import continuation, decode_pieces, encode_text, start_id
 from rnnlm.inference.sampling import check_sampling, next_token
 from rnnlm.models import RNNLM, TransformerLM
 from rnnlm.models.modes import eval_mode
@@ -205,7 +205,7 @@ class LanguageModel:
         else:
             for piece in decode_pieces(self.tokenizer, ids, new, all_ids):
                 on_text(piece)
-        return prompt + self.tokenizer.decode(all_ids)[len(self.tokenizer.decode(ids)) :]
+        return prompt + continuation(self.tokenizer, ids, all_ids)
 
     def stream(
         self,
