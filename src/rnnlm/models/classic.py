@@ -9,6 +9,9 @@ different sizes (`last_hidden_dim`) the state is a flat tuple of per-layer (1, B
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +24,34 @@ CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
     "lstm": (nn.LSTM, {}),
     "gru": (nn.GRU, {}),
 }
+
+
+# Under CPU autocast (bf16) a layer this wide or wider runs its recurrence in bf16 (oneDNN's bf16 RNN
+# kernels on AMX / AVX-512 BF16); a narrower one runs it in float32, where bf16 is slower: each step's
+# matrix multiply is too small to repay the casts. Measured by bench/rnn_precision.py (docs/benchmarks.md).
+BF16_MIN_WIDTH = {"rnn": 512, "rnn_relu": 512, "lstm": 128, "gru": 256}
+
+
+@contextlib.contextmanager
+def recurrence_precision(cell: str, width: int, device_type: str) -> Iterator[bool]:
+    """Inside CPU autocast, switch it off for the recurrence of a layer narrower than
+    BF16_MIN_WIDTH[cell]; yields whether it was switched off (the caller then feeds float32)."""
+    narrow = (
+        device_type == "cpu" and torch.is_autocast_enabled("cpu") and width < BF16_MIN_WIDTH[cell]
+    )
+    if not narrow:
+        yield False
+        return
+    with torch.autocast("cpu", enabled=False):
+        yield True
+
+
+def as_dtype(hidden: Hidden, dtype: torch.dtype) -> Hidden:
+    """The state in the parameters' dtype: under autocast oneDNN's LSTM hands back a bf16 (h, c), which a
+    float32 call (evaluation, generation, a narrow layer) cannot take; cast once per window."""
+    if isinstance(hidden, tuple):
+        return tuple(h if h.dtype == dtype else h.to(dtype) for h in hidden)
+    return hidden if hidden.dtype == dtype else hidden.to(dtype)
 
 
 def one_module(cell: str, embedding_dim: int, hidden_dim: int, num_layers: int) -> nn.RNNBase:
@@ -91,7 +122,10 @@ def packed(states: list, lstm: bool, split: bool) -> Hidden:
 
 
 __all__ = [
+    "BF16_MIN_WIDTH",
     "CELLS",
+    "as_dtype",
+    "recurrence_precision",
     "Hidden",
     "one_module",
     "open_forget_gates",

@@ -49,6 +49,7 @@ def _chunked(
     scale: float,
     rows: int,
     need: tuple[bool, bool, bool],
+    low: torch.dtype | None = None,
 ) -> tuple[Tensor, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """The summed loss x scale (float64) and the gradients asked for by `need` (h, weight, bias).
 
@@ -62,36 +63,50 @@ def _chunked(
          largest) is recomputed exactly from its own logits; with ordinary logits that never happens;
       3. d(loss)/d(logits) = probabilities - one-hot targets; three matrix multiplies take it back into
          the gradients (the normalisation and the targets are applied to their small factors).
+
+    With `low` (bf16 or fp16: the autocast dtype) the three kinds of matrix multiply read operands in
+    that dtype, as autocast's own linear would; everything else (exp, the sums, log-sum-exp, the loss,
+    the gradients' accumulation) stays in the weight's dtype. So a chunk's logits are rounded to `low`
+    once, and the loss is a float32 log-sum-exp of them, never a bf16 one.
     """
     n = h.size(0)
     v = weight.size(0)
     need_h, need_w, need_b = need
     need_grad = need_h or need_w or need_b
-    flat = h.new_empty(v * min(rows, n))
+    acc = weight.dtype  # softmax, loss and gradient sums
+    h_acc = h.to(acc)
+    mixed = low is not None and low != acc
+    w_mm = weight.to(low) if mixed else weight  # the matrix multiplies' operands
+    h_mm = h.to(low) if mixed else h_acc
+    flat = h_acc.new_empty(v * min(rows, n))
+    flat_mm = w_mm.new_empty(v * min(rows, n)) if mixed else flat
     bias_col = bias.unsqueeze(1) if bias is not None else None
     bias_max = bias.max() if bias is not None else None
-    grad_h = torch.empty_like(h) if need_h else None
+    grad_h = torch.empty_like(h_acc) if need_h else None
     grad_w = torch.empty_like(weight) if need_w else None
     grad_b = torch.empty_like(bias) if need_b else None
+    part_w = torch.empty_like(w_mm) if need_w and mixed else None  # one chunk's (V, H) in `low`
     total = h.new_zeros((), dtype=torch.float64)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         c = stop - start
-        hc, yc = h[start:stop], target[start:stop]
+        hc, yc = h_acc[start:stop], target[start:stop]
         cols = torch.arange(c, device=h.device)
         z = flat[: v * c].view(v, c)
-        torch.mm(weight, hc.t(), out=z)  # logits without the bias (V, c)
-        z_y = z[yc, cols]
-        shift = z.max()
+        z_mm = flat_mm[: v * c].view(v, c)
+        torch.mm(w_mm, h_mm[start:stop].t(), out=z_mm)  # logits without the bias (V, c)
+        # The target's logit in `acc` from the unrounded operands (a (c, H) product: cheap).
+        z_y = z_mm[yc, cols] if not mixed else torch.linalg.vecdot(hc, weight[yc])
+        shift = z_mm.max().to(acc).view(1, 1)  # (1, 1): a `low` z_mm is promoted to `acc` below
         if bias_col is not None:
             z_y += bias[yc]
             shift = shift + bias_max
-            z.add_(bias_col - shift)
+            torch.add(z_mm, bias_col - shift, out=z)
         else:
-            z.sub_(shift)
+            torch.sub(z_mm, shift, out=z)
         z.exp_()
         sums = z.sum(0)  # (c,)
-        lse = sums.log() + shift
+        lse = sums.log() + shift.view(())
         bad = ~(sums >= _TINY)  # underflow (or NaN)
         if bool(bad.any()):
             idx = bad.nonzero().squeeze(1)
@@ -115,18 +130,42 @@ def _chunked(
             else:
                 grad_b.addmv_(z, inv.squeeze(1))
             grad_b.index_add_(0, yc, torch.full_like(grad_b[:1], -scale).expand(c))
+        if mixed and (need_h or need_w):
+            z_mm.copy_(z)  # E as the multiplies' operand
         if need_h:
             gh = grad_h[start:stop]
-            torch.mm(z.t(), weight, out=gh)  # E^T W
+            if mixed:
+                gh.copy_(torch.mm(z_mm.t(), w_mm))  # E^T W
+            else:
+                torch.mm(z.t(), weight, out=gh)  # E^T W
             gh.mul_(inv).sub_(weight[yc], alpha=scale)  # - Y^T W: the target rows of W
         if need_w:
             hs = hc * inv
-            if start == 0:
+            if mixed:  # E diag(1/sums) h, rounded to `low` once per chunk, summed in `acc`
+                torch.mm(z_mm, hs.to(low), out=part_w)
+                if start == 0:
+                    grad_w.copy_(part_w)
+                else:
+                    grad_w.add_(part_w)
+            elif start == 0:
                 torch.mm(z, hs, out=grad_w)  # E diag(1/sums) h
             else:
                 grad_w.addmm_(z, hs)
             grad_w.index_add_(0, yc, hc, alpha=-scale)  # - Y h
+    if grad_h is not None:
+        grad_h = grad_h.to(h.dtype)
     return total * scale, (grad_h, grad_w, grad_b)
+
+
+def _without_autocast(h: Tensor, weight: Tensor, *args) -> tuple:
+    """`_chunked` with autocast off: it casts its operands itself (`low`) and keeps its sums in float32."""
+    with torch.autocast(h.device.type, enabled=False):
+        return _chunked(h, weight, *args)
+
+
+def _loss_dtype(h: Tensor, weight: Tensor) -> torch.dtype:
+    """float32 for bf16 hidden states and float32 weights (autocast), float64 for float64 ones."""
+    return torch.promote_types(h.dtype, weight.dtype)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -139,17 +178,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         target: Tensor,
         scale: float,
         rows: int,
+        low: torch.dtype | None,
     ) -> Tensor:
         need = (
             ctx.needs_input_grad[0],
             ctx.needs_input_grad[1],
             bias is not None and ctx.needs_input_grad[2],
         )
-        loss, ctx.grads = _chunked(h, weight, bias, target, scale, rows, need)
+        loss, ctx.grads = _without_autocast(h, weight, bias, target, scale, rows, need, low)
         # For a second backward through a retained graph (rare): recompute from the inputs.
         ctx.save_for_backward(h, weight, bias, target)
-        ctx.scale, ctx.rows, ctx.need = scale, rows, need
-        return loss.to(h.dtype)
+        ctx.scale, ctx.rows, ctx.need, ctx.low = scale, rows, need, low
+        return loss.to(_loss_dtype(h, weight))
 
     @staticmethod
     @once_differentiable
@@ -157,11 +197,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grads, ctx.grads = ctx.grads, None
         if grads is None:
             h, weight, bias, target = ctx.saved_tensors
-            _, grads = _chunked(h, weight, bias, target, ctx.scale, ctx.rows, ctx.need)
+            _, grads = _without_autocast(
+                h, weight, bias, target, ctx.scale, ctx.rows, ctx.need, ctx.low
+            )
         # Handed over, not kept: autograd then stores them as .grad as they are, without a copy.
         if not _is_one(grad_out):
             grads = tuple(None if g is None else g * grad_out for g in grads)
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)
 
 
 def linear_cross_entropy(
@@ -176,6 +218,8 @@ def linear_cross_entropy(
 
     `reduction` is "mean" or "sum" over the N tokens. Same value and gradients as
     `F.cross_entropy(F.linear(h, weight, bias), target, reduction=reduction)`, computed chunk by chunk.
+    Under autocast (bf16 or fp16) the matrix multiplies run in the autocast dtype and the loss, the
+    log-sum-exp and the gradients' sums in the weight's (see `_chunked`).
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction={reduction!r}: use 'mean' or 'sum'")
@@ -188,12 +232,14 @@ def linear_cross_entropy(
     rows = chunk_rows(n, weight.size(0), chunk_elements)
     target = target if target.dtype == torch.long else target.long()
     h = h.contiguous()
+    device = h.device.type
+    low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
     if torch.is_grad_enabled() and (
         h.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
     ):
-        return _LinearCrossEntropy.apply(h, weight, bias, target, scale, rows)
-    loss, _ = _chunked(h, weight, bias, target, scale, rows, (False, False, False))
-    return loss.to(h.dtype)
+        return _LinearCrossEntropy.apply(h, weight, bias, target, scale, rows, low)
+    loss, _ = _without_autocast(h, weight, bias, target, scale, rows, (False, False, False), low)
+    return loss.to(_loss_dtype(h, weight))
 
 
 __all__ = ["CHUNK_ELEMENTS", "chunk_rows", "linear_cross_entropy"]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from rnnlm import schema
 from rnnlm.models import classic
-from rnnlm.models.adaptive import TiedAdaptiveSoftmax
+from rnnlm.models.adaptive import AdaptiveSoftmax, TiedAdaptiveSoftmax
 from rnnlm.models.cells.keys import PARALLEL_CELLS, check_cell_options
 from rnnlm.models.cells.stack import CellStack
 from rnnlm.models.classic import CELLS, Hidden
@@ -175,7 +175,7 @@ class RNNLM(nn.Module):
         if softmax == "adaptive" and tie_weights:
             self.decoder = TiedAdaptiveSoftmax(self.embedding, cutoffs)
         elif softmax == "adaptive":
-            self.decoder = nn.AdaptiveLogSoftmaxWithLoss(
+            self.decoder = AdaptiveSoftmax(
                 out_dim, vocab_size, cutoffs, div_value=adaptive_div_value or 4.0
             )
         else:
@@ -243,18 +243,10 @@ class RNNLM(nn.Module):
             else:
                 raw, hidden = self.stack(drop(emb, self.dropout, self.training), hidden)
                 out = drop(raw, self.dropout, self.training)
-        elif not self.layerwise:
-            raw, hidden = self.rnn(drop(emb, self.dropout, self.training), hidden)  # (T, B, H)
-            out = drop(raw, self.dropout, self.training)
-        elif self.locked:
-            emb = locked_dropout(emb, self.dropout_input, self.training, time_dim=0)
-            raw, hidden = self._run_layers(emb, hidden, locked=True)
-            out = locked_dropout(raw, self.dropout, self.training, time_dim=0)
-        else:  # weight drop or layers of different sizes, with the classic element-wise dropout
-            raw, hidden = self._run_layers(
-                drop(emb, self.dropout, self.training), hidden, locked=False
-            )
-            out = drop(raw, self.dropout, self.training)
+        else:
+            with classic.recurrence_precision(self.cell, self.hidden_dim, emb.device.type) as fp32:
+                out, raw, hidden = self._classic_layers(emb.float() if fp32 else emb, hidden)
+            hidden = classic.as_dtype(hidden, self.embedding.weight.dtype)
         if self.training and (self.ar_alpha or self.tar_beta):
             # AR on the dropped output, TAR on the raw output's step-to-step change (AWD-LSTM).
             penalty = out.new_zeros(())
@@ -264,6 +256,19 @@ class RNNLM(nn.Module):
                 penalty = penalty + self.tar_beta * (raw[1:] - raw[:-1]).pow(2).mean()
             self._penalty = penalty
         return out, hidden
+
+    def _classic_layers(self, emb: Tensor, hidden: Hidden | None) -> tuple[Tensor, Tensor, Hidden]:
+        """The torch.nn layers over emb (T, B, E): dropped output, raw output (T, B, H), new state."""
+        if not self.layerwise:
+            raw, hidden = self.rnn(drop(emb, self.dropout, self.training), hidden)
+            return drop(raw, self.dropout, self.training), raw, hidden
+        if self.locked:
+            emb = locked_dropout(emb, self.dropout_input, self.training, time_dim=0)
+            raw, hidden = self._run_layers(emb, hidden, locked=True)
+            return locked_dropout(raw, self.dropout, self.training, time_dim=0), raw, hidden
+        # weight drop or layers of different sizes, with the classic element-wise dropout
+        raw, hidden = self._run_layers(drop(emb, self.dropout, self.training), hidden, locked=False)
+        return drop(raw, self.dropout, self.training), raw, hidden
 
     def pop_penalty(self) -> Tensor | None:
         """The AR + TAR penalty of the last training-mode forward (None when both are off), then forgets
@@ -285,7 +290,7 @@ class RNNLM(nn.Module):
         out, hidden = self._features_tm(x, hidden)
         if self.softmax == "adaptive":
             t, b, _ = out.shape
-            logits = self.decoder.log_prob(out.reshape(t * b, -1)).view(t, b, -1)
+            logits = self.decoder.log_prob(out.reshape(t * b, -1).float()).view(t, b, -1)
         else:
             logits = self.decoder(out)
         return logits.transpose(0, 1), hidden
@@ -300,13 +305,10 @@ class RNNLM(nn.Module):
         target = y.t().reshape(-1)
         if self.softmax == "adaptive":
             # Log-probability of every target, head and tail clusters alike: perplexity is over all tokens.
-            logp = self.decoder(h, target).output
+            # float32 h: the decoder's sums and output buffer take h's dtype (bf16 under autocast).
+            logp = self.decoder(h.float(), target).output
             loss = -(logp.sum() if reduction == "sum" else logp.mean())
-        elif (
-            self.fused_loss
-            and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled(h.device.type)
-        ):
+        elif self.fused_loss and not torch.compiler.is_compiling():
             loss = linear_cross_entropy(
                 h, self.decoder.weight, self.decoder.bias, target, reduction=reduction
             )
@@ -323,7 +325,7 @@ class RNNLM(nn.Module):
         target = y.t()  # (T, B)
         if self.softmax == "adaptive":
             t, b, h = out.shape
-            logp = self.decoder(out.reshape(t * b, h), target.reshape(-1)).output.view(t, b)
+            logp = self.decoder(out.reshape(t * b, h).float(), target.reshape(-1)).output.view(t, b)
         else:
             logp = torch.log_softmax(self.decoder(out).float(), -1)
             logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (T, B)

@@ -50,6 +50,7 @@ from rnnlm.training.launch import (
 )
 from rnnlm.training.metrics import perplexity
 from rnnlm.training.module import LMModule
+from rnnlm.training.precision import choose_precision
 from rnnlm.training.record import RunRecord
 from rnnlm.training.resume import find_resume, load_run_config, save_resume_changes
 from rnnlm.training.run_folder import command_line, launch_rank
@@ -162,6 +163,10 @@ def _fit_and_test(
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     detect_nonfinite = bool(trainer_cfg.pop("detect_nonfinite", True))
     trainer_cfg.update(getattr(datamodule, "trainer_settings", {}))  # e.g. variable-length BPTT's
+    precision = choose_precision(
+        trainer_cfg.get("precision", "auto"), trainer_cfg.get("accelerator")
+    )
+    trainer_cfg["precision"] = precision.value
     module = LMModule(
         model=config["model"],
         optim=config["optim"],
@@ -176,8 +181,13 @@ def _fit_and_test(
     module.command = command_line()
     kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
+    log.info("precision: %s (%s)", precision.value, precision.reason)
     if launch_rank() == 0:  # printed: a sweep's runs compare by it
-        print(f"model:              {kind}, {module.num_parameters:,} parameters", flush=True)
+        print(
+            f"model:              {kind}, {module.num_parameters:,} parameters\n"
+            f"precision:          {precision.value} ({precision.reason})",
+            flush=True,
+        )
     checkpoint_io = AtomicCheckpointIO()
     if resumed:  # check the checkpoint against this model and corpus before the run's files change
         ckpt = checkpoint_io.preload(ckpt_path)
@@ -189,7 +199,7 @@ def _fit_and_test(
         # Lightning warns that a mid-epoch resume is unreliable: rnnlm resumes the stream itself,
         # at the exact window (LMModule.on_load_checkpoint, LMDataModule.resume_train_at).
         warnings.filterwarnings("ignore", message=r".*resuming from a checkpoint that ended before")
-    record.update(num_parameters=module.num_parameters)
+    record.update(num_parameters=module.num_parameters, precision=precision.value)
 
     callbacks = [*instantiate_group(cfg.get("callbacks")), StopAtStepBoundary(signals)]
     if resumed:
