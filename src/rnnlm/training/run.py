@@ -77,6 +77,10 @@ def train(cfg: DictConfig) -> float:
     keep_large_blocks_in_heap()
     # Lightning 2.6 calls a torch pytree API that torch 2.14 deprecates, once per run; nothing to act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # Mixed precision keeps the weights in float32, which is what the model summary then counts.
+    warnings.filterwarnings(
+        "ignore", message=r"Precision .*-mixed is not supported by the model summary"
+    )
     quiet_lightning()
     ckpt_path = cfg.get("ckpt_path")
     resumed = bool(cfg.get("resume"))
