@@ -7,8 +7,8 @@ import json
 import math
 
 import pytest
-from tests.conftest import train_in_process
 
+from conftest import train_in_process
 from rnnlm.training import precision
 from rnnlm.training.precision import choose_precision, cpu_bf16_units
 
