@@ -130,11 +130,15 @@ class LMModule(L.LightningModule):
         connector = getattr(self._trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))
 
+    # Scores in float32 whatever the training precision: a bf16-mixed run's validation and test
+    # perplexities are then the ones `src/eval.py` gives for its checkpoint, and comparable across runs.
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step("val", batch)
+        with torch.autocast(self.device.type, enabled=False):
+            self._step("val", batch)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._step("test", batch)
+        with torch.autocast(self.device.type, enabled=False):
+            self._step("test", batch)
 
     # -- epoch boundaries: reset the carried state, log split-level metrics --------------------------
     def on_train_epoch_start(self) -> None:
