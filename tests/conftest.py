@@ -10,7 +10,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -133,11 +133,14 @@ def run_script(
     )
 
 
-def start_train_script(args: list[str], new_session: bool = False) -> subprocess.Popen[str]:
+def start_train_script(
+    args: list[str], new_session: bool = False, launcher: Sequence[str] = ()
+) -> subprocess.Popen[str]:
     """Like run_train_script, but started in the background (call `.communicate()`). `new_session`:
-    in a process group of its own, so that `os.killpg(proc.pid, ...)` reaches its DDP ranks too."""
+    in a process group of its own, so that `os.killpg(proc.pid, ...)` reaches its DDP ranks too.
+    `launcher`: interpreter arguments before the script, e.g. `-m torch.distributed.run --nnodes=2 ...`."""
     return subprocess.Popen(
-        [sys.executable, TRAIN_SCRIPT, *args],
+        [sys.executable, *launcher, TRAIN_SCRIPT, *args],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

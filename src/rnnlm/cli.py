@@ -62,8 +62,9 @@ def prepare_argv(config_name: str = "train") -> None:
         args = sys.argv[1:] = plain_target_keys(config_name, CONF_DIR, sys.argv[1:])
         if config_name == "train":
             from rnnlm.training.resume import resume_argv
+            from rnnlm.training.run_folder import rank_argv
 
-            args = sys.argv[1:] = resume_argv(args)
+            args = sys.argv[1:] = rank_argv(resume_argv(args))
         if not any(a.startswith("-") for a in args):
             validate_overrides(config_name, CONF_DIR, args)
         if config_name == "train":
@@ -78,10 +79,12 @@ def prepare_argv(config_name: str = "train") -> None:
 
 def claim_folders(args: list[str]) -> None:
     """Lock the run (or sweep) folder named by hydra.run.dir (hydra.sweep.dir with -m) for this process;
-    a new run refuses a folder that already holds one. DDP ranks > 0 run inside rank 0's folder."""
+    a new run refuses a folder that already holds one. DDP ranks > 0 run inside rank 0's folder, so
+    ranks started on several nodes (torchrun) must all name it."""
     from rnnlm.training import run_folder
     from rnnlm.training.resume import resume_target
 
+    run_folder.check_one_folder(args)
     if run_folder.launch_rank() != 0:
         return
     multirun = any(a in ("-m", "--multirun") for a in args)

@@ -84,16 +84,29 @@ def test_bptt_below_one_is_an_error() -> None:
         Windows(batchify(torch.arange(10), 2), 0)
 
 
-@pytest.mark.parametrize(("n", "world"), [(10, 2), (11, 2), (10, 3), (7, 7), (1000, 4)])
-def test_shard_gives_contiguous_equal_pieces(n: int, world: int) -> None:
+SHARDS = [(10, 2, 1), (11, 2, 1), (10, 3, 1), (7, 7, 1), (1000, 4, 1), (669, 2, 4), (101, 3, 5)]
+
+
+@pytest.mark.parametrize(("n", "world", "batch"), SHARDS)
+def test_shard_gives_contiguous_equal_pieces(n: int, world: int, batch: int) -> None:
     ids = torch.arange(n)
-    pieces = [shard(ids, r, world) for r in range(world)]
-    size = n // world
+    pieces = [shard(ids, r, world, batch) for r in range(world)]
+    size = n // (world * batch) * batch
     assert all(p.numel() == size for p in pieces)
     # Contiguous and in rank order: together they are the stream's first world * size tokens.
     assert torch.equal(torch.cat(pieces), ids[: world * size])
     for r, p in enumerate(pieces):
         assert p.tolist() == list(range(r * size, (r + 1) * size))
+
+
+@pytest.mark.parametrize(("n", "world", "batch"), SHARDS)
+def test_ranks_read_the_columns_of_one_process_of_the_global_batch(
+    n: int, world: int, batch: int
+) -> None:
+    """W ranks of batch B (one node or several) read what one process of batch W*B reads."""
+    ids = torch.arange(n)
+    ranks = [batchify(shard(ids, r, world, batch), batch) for r in range(world)]
+    assert torch.equal(torch.cat(ranks), batchify(ids, world * batch))
 
 
 def test_datamodule_ranks_read_different_contiguous_shards(tmp_path) -> None:
@@ -108,8 +121,8 @@ def test_datamodule_ranks_read_different_contiguous_shards(tmp_path) -> None:
         per_rank.append(dm)
     for split in ("train", "valid", "test"):
         stream = torch.from_numpy(per_rank[0].ids[split].astype("int64"))
-        n = len(stream) // 2
+        whole = batchify(stream, 2 * 2)  # one process with the global batch: 2 ranks x 2 columns
         for rank, dm in enumerate(per_rank):
             w = dm.windows[split]
-            assert torch.equal(w.data, batchify(stream[rank * n : (rank + 1) * n], 2))
+            assert torch.equal(w.data, whole[rank * 2 : (rank + 1) * 2])
         assert len(per_rank[0].windows[split]) == len(per_rank[1].windows[split])

@@ -54,7 +54,8 @@ class LMDataModule(L.LightningDataModule):
     into `cache_dir` on first use (`url` and `sha256` replace its published location and checksum; a
     `path` wins over `dataset`), or with `hf_name` a Hugging Face dataset (data/hf_datasets.py). Pass `tokenizer_state` (from a checkpoint) to read a corpus with an
     existing vocabulary instead of building one from its training split.
-    Under DDP each rank reads its own contiguous shard of each split, all shards of equal length.
+    Under DDP each rank reads its own contiguous shard of each split, all shards of equal length and
+    aligned to the columns, so W ranks of `batch_size` B read what one process of W*B reads.
     With `variable_bptt=True` training windows vary in length around `bptt` (AWD-LSTM), drawn anew each
     epoch from the run's seed and the epoch; validation and test keep windows of `bptt`.
     """
@@ -239,8 +240,9 @@ class LMDataModule(L.LightningDataModule):
         for split in SPLITS:
             # The cached int32 ids, memory-mapped: no copy of the corpus; windows widen one at a time.
             stream = torch.from_numpy(self.ids[split])
-            if world > 1:
-                n = len(stream) // world
+            if world > 1:  # the global rank and world size: nodes x devices per node
+                stream = shard(stream, rank, world, self._split_batch(split))
+                n = len(stream)
                 log.info(
                     "data: rank %d/%d reads %s tokens [%d, %d)",
                     rank,
@@ -249,7 +251,6 @@ class LMDataModule(L.LightningDataModule):
                     rank * n,
                     (rank + 1) * n,
                 )
-                stream = shard(stream, rank, world)
             self.windows[split] = windows(stream, self._split_batch(split), self.bptt, split)
             if split == "train" and self.variable_bptt:
                 self._train_data = self.windows[split].data

@@ -52,9 +52,14 @@ def batchify(ids: Tensor, batch_size: int) -> Tensor:
     return ids[: n * batch_size].view(batch_size, n)
 
 
-def shard(ids: Tensor, rank: int, world_size: int) -> Tensor:
-    """The rank-th of `world_size` equal contiguous pieces, so every rank gets the same batch count."""
-    n = ids.numel() // world_size
+def shard(ids: Tensor, rank: int, world_size: int, batch_size: int = 1) -> Tensor:
+    """The rank-th of `world_size` equal contiguous pieces, so every rank gets the same batch count.
+
+    Each piece is a whole number of `batch_size` columns, so `batchify(shard(ids, r, W, B), B)` is
+    columns r*B .. r*B+B-1 of `batchify(ids, W*B)`: W ranks of batch B (on one node or several) read
+    exactly what one process of batch W*B reads.
+    """
+    n = ids.numel() // (world_size * batch_size) * batch_size
     return ids[rank * n : (rank + 1) * n]
 
 

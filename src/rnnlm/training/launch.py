@@ -48,10 +48,14 @@ def check_launch(cfg: DictConfig) -> None:
     """Refuse subprocess DDP inside a Hydra multirun: every rank would re-run the whole sweep.
 
     Allowed in a task that srun started (hydra/launcher=slurm, tasks_per_node = GPUs): SLURM starts
-    one process per rank, each runs this one job, and Lightning takes the ranks from SLURM.
+    one process per rank, each runs this one job, and Lightning takes the ranks from SLURM. Ranks that
+    torchrun started are checked by `check_torchrun`.
     """
-    from lightning.fabric.plugins.environments import SLURMEnvironment
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
+    if TorchElasticEnvironment.detect():
+        check_torchrun(cfg)
+        return
     strategy = str(cfg.trainer.get("strategy", "auto"))
     what = f"trainer.strategy={strategy}"
     if strategy == "auto":  # Lightning picks subprocess DDP for more than one device or node
@@ -66,6 +70,31 @@ def check_launch(cfg: DictConfig) -> None:
             f"{what} inside a multirun (-m) would make every rank re-run the whole "
             "sweep: run multi-process jobs one at a time without -m, or use trainer.strategy=ddp_spawn, "
             "or hydra/launcher=slurm so SLURM starts the ranks"
+        )
+
+
+def check_torchrun(cfg: DictConfig) -> None:
+    """Ranks that torchrun started: one job each, and the trainer asks for the ranks torchrun made.
+
+    Lightning reads the ranks from torchrun and the data module shards by the global rank, so
+    `trainer.num_nodes` x `trainer.devices` must be torchrun's `--nnodes` x `--nproc-per-node`.
+    """
+    import os
+
+    if in_multirun():
+        raise UserError(
+            "a multirun (-m) under torchrun would run the whole sweep on every rank: start one torchrun "
+            "command per job, without -m (or use hydra/launcher=slurm so SLURM starts the ranks)"
+        )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    devices = _device_count(cfg.trainer.get("devices", "auto"), cfg.trainer.get("accelerator"))
+    nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
+    if (nodes, devices) != (world // per_node, per_node):
+        raise UserError(
+            f"torchrun started {world} ranks ({per_node} per node) but trainer.num_nodes={nodes} "
+            f"x trainer.devices={devices} asks for {nodes * devices}: set trainer.num_nodes to "
+            "torchrun's --nnodes and trainer.devices to its --nproc-per-node"
         )
 
 

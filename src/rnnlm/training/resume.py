@@ -274,8 +274,11 @@ def resume_argv(argv: list[str]) -> list[str]:
     without overwriting the config that folder holds; refuse a resume that cannot work (its overrides,
     its checkpoint file) before anything is written. Applied before Hydra parses the command line."""
     value = resume_target(argv)
-    if value is None or launch_rank() != 0:
-        return argv  # not a resume, or a DDP rank that Lightning started with rank 0's command line
+    if value is None:
+        return argv
+    # A DDP rank that Lightning started has rank 0's command line; one that torchrun started does not.
+    if launch_rank() != 0 and any(a.startswith("hydra.run.dir=") for a in argv):
+        return argv
     run_dir, ckpt = find_resume(value, log_dir(argv))
     given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
     if given and Path(given[-1]).expanduser().resolve() != run_dir:

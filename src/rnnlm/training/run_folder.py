@@ -47,6 +47,60 @@ def launch_rank() -> int:
     return rank
 
 
+def launch_world() -> int:
+    """How many ranks the launcher started in all (torchrun and Lightning's DDP children set
+    WORLD_SIZE: nodes x processes per node), or 1."""
+    try:
+        return max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
+    except ValueError:
+        return 1
+
+
+def check_one_folder(args: list[str]) -> None:
+    """Refuse ranks that would each compose a folder of their own.
+
+    Every rank started by torchrun, and every node of a `trainer.num_nodes` run, runs Hydra on its own:
+    without a named `hydra.run.dir` each would write into a timestamp of its own, and the ranks above 0
+    would leave their logs in folders that rank 0 never owns.
+    """
+    if any(a.startswith("-") for a in args) or any(a.startswith("hydra.run.dir=") for a in args):
+        return  # -m, --cfg, --help: not one run; or the folder is named
+    world, nodes = launch_world(), _num_nodes(args)
+    if world > 1:
+        who = f"this process is rank {launch_rank()} of WORLD_SIZE={world} (torchrun)"
+    elif nodes > 1:
+        who = f"trainer.num_nodes={nodes} runs one command per machine"
+    else:
+        return
+    raise UserError(
+        f"{who} but names no hydra.run.dir, so every node would write into a folder of its own: give "
+        "every node's command the same hydra.run.dir=<folder on a filesystem they share>"
+    )
+
+
+def _num_nodes(args: list[str]) -> int:
+    for arg in reversed(args):
+        key, _, value = arg.lstrip("+").partition("=")
+        if key == "trainer.num_nodes":
+            try:
+                return int(value)
+            except ValueError:
+                return 1  # not a number: the config check names it
+    return 1
+
+
+def rank_argv(args: list[str]) -> list[str]:
+    """A rank above 0 started by an outside launcher (torchrun, srun) logs to `train_rank_<r>.log` and
+    leaves `.hydra/` to rank 0, in the run folder rank 0 owns (Lightning's own DDP children get the
+    same from Lightning: `train_ddp_process_<r>.log`)."""
+    rank = launch_rank()
+    if rank == 0 or any(a.startswith("-") for a in args):
+        return args
+    extra = [f"hydra.job.name=train_rank_{rank}", "hydra.output_subdir=null"]
+    keys = {a.split("=", 1)[0] for a in args}
+    return [*args, *(e for e in extra if e.split("=", 1)[0] not in keys)]
+
+
 def owner(folder: str | Path) -> dict | None:
     """Who holds `folder`'s lock now (pid, host, command, started), or None if nobody does."""
     path = Path(folder) / LOCK_FILE
