@@ -1,31 +1,29 @@
-"""The training-throughput cases of `make bench`: what is run, how each side is timed, the rounds.
+"""The training-throughput cases of `make bench`: what is run, the rounds and their summary.
 
 Each case (word, char, tiny) alternates, over several rounds, a run of the reference loop
-(bench/reference.py) and a run of rnnlm as a user starts it (`python src/train.py experiment=...`). Both
+(bench/reference.py, float32), a run of rnnlm as a user starts it (`python src/train.py experiment=...`)
+with `trainer.precision=32-true`, and, where the machine computes bf16 natively (a CPU with AMX or
+AVX-512 BF16, a CUDA GPU: bench/machine.py precision_plan), one with `trainer.precision=bf16-mixed`. All
 train the same number of steps from scratch and time only the steps after the warm-up (the reference
-itself, rnnlm through its TokensPerSecond callback in result.json); both then score the same first
-validation windows. Alternating the sides spreads a machine's drifting load over both, and the ratio is a
-median over rounds. The runs are child processes, so that each side pays its own start-up and memory.
+itself, rnnlm through its TokensPerSecond callback in result.json); all then score the same first
+validation windows. Alternating the sides spreads a machine's drifting load over them, and each ratio is
+a median over rounds of the ratio within a round. How a side is run: bench/sides.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shutil
 import statistics
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from corpus import zipf_corpus
 from machine import loadavg
+from sides import ROOT, log, run_reference, run_rnnlm
 
-ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["CASES", "ROOT", "Case", "bench_case", "flops_per_token", "log"]
 
 
 @dataclass
@@ -108,11 +106,6 @@ CASES = {
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
-def log(msg: str) -> None:
-    """A time-stamped progress line (a full run takes minutes; each line says where it is)."""
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def flops_per_token(case: Case, vocab: int) -> float:
     """Training FLOPs per target token: forward (2 per multiply-add) plus backward (twice the forward),
     for the recurrent layers and the output layer (the embedding lookup is not a multiply)."""
@@ -120,20 +113,6 @@ def flops_per_token(case: Case, vocab: int) -> float:
     rnn = sum(2 * g * ((case.emb if i == 0 else case.hid) + case.hid) for i in range(case.layers))
     out = 2 * case.hid * vocab
     return 3.0 * (rnn + out)
-
-
-def set_peak_fractions(results: dict) -> None:
-    """Each side's model FLOP/s as a fraction of the measured peak of the precision it computes in."""
-    ref_peak = results.get("peak_gflops_fp32", results["peak_gflops"])  # the reference: always fp32
-    for c in results["cases"]:
-        fpt = c["flops_per_token"]
-        reference_flops = fpt * statistics.median(c["reference_tps"])  # FLOP/s
-        c["reference_peak_frac"] = reference_flops / (ref_peak * 1e9)
-        c["rnnlm_peak_frac"] = (
-            fpt * statistics.median(c["rnnlm_tps"]) / (results["peak_gflops"] * 1e9)
-        )
-        # rnnlm at 100% of its peak, over the reference as measured (on a GPU the two peaks differ).
-        c["ceiling"] = results["peak_gflops"] * 1e9 / reference_flops
 
 
 def corpus_dir(name: str, work: Path, quick: bool) -> Path:
@@ -148,106 +127,6 @@ def corpus_dir(name: str, work: Path, quick: bool) -> Path:
     return zipf_corpus(work / "synthetic-char", vocab_size=20_000, train_mb=1.0, eval_mb=0.1)
 
 
-def run_child(
-    cmd: list[str], log_file: Path, env: dict | None = None, timeout: float = 1800
-) -> dict:
-    """Run a command (output to log_file); its wall time and peak resident memory."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(log_file, "w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            proc.kill()
-            raise
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        tail = log_file.read_text()[-3000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}); log {log_file}:\n{tail}")
-    if wall > timeout:
-        log(f"warning: {cmd[1]} took {wall:.0f} s")
-    return {"wall_s": wall, "max_rss_mb": usage.ru_maxrss / 1024}
-
-
-def run_reference(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: str) -> dict:
-    """One run of the classic loop: its steady tokens/s, validation perplexity and vocabulary size."""
-    out = args.runs / f"{case.name}-reference-{tag}"
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "bench/reference.py",
-        "--config",
-        case.ref_config,
-        "--data",
-        str(data),
-        "--steps",
-        str(args.steps),
-        "--warmup",
-        str(args.warmup),
-        "--seed",
-        str(seed),
-        "--device",
-        args.device,
-        "--eval",
-        "--json",
-        str(out / "result.json"),
-    ]
-    if args.case_batch:
-        cmd += ["--batch-size", str(args.case_batch)]
-    cmd += ["--eval-windows", str(args.eval_windows)]
-    run_child(cmd, out / "log.txt")
-    r = json.loads((out / "result.json").read_text())
-    return {
-        "tokens_per_sec": r["tokens_per_sec"],
-        "val_ppl": r.get("val_ppl"),
-        "vocab": r["vocab_size"],
-    }
-
-
-def rnnlm_cmd(
-    experiment: str, data: Path, out: Path, args: argparse.Namespace, *extra: str
-) -> list[str]:
-    """`python src/train.py experiment=...` as a user types it, on `args.device`."""
-    cmd = [
-        sys.executable,
-        "src/train.py",
-        f"experiment={experiment}",
-        f"data.path={data}",
-        f"hydra.run.dir={out}",
-        "test=false",
-    ]
-    if args.device == "cuda":
-        cmd.append("trainer=gpu")  # one GPU, bf16 mixed precision
-    elif args.device == "cpu":
-        cmd.append("trainer.accelerator=cpu")
-    return cmd + list(extra)
-
-
-def run_rnnlm(case: Case, args: argparse.Namespace, data: Path, seed: int, tag: str) -> dict:
-    """One run of rnnlm: its steady tokens/s and validation perplexity, from its result.json."""
-    out = args.runs / f"{case.name}-rnnlm-{tag}"
-    shutil.rmtree(out, ignore_errors=True)
-    extra = [
-        f"seed={seed}",
-        f"+trainer.max_steps={args.steps}",
-        f"trainer.val_check_interval={args.steps}",  # validate once, after the last step
-        f"callbacks.tokens_per_sec.warmup_steps={args.warmup}",
-        *case.overrides,
-    ]
-    if args.case_batch:
-        extra.append(f"data.batch_size={args.case_batch}")
-    extra.append(f"+trainer.limit_val_batches={args.eval_windows}")
-    run_child(rnnlm_cmd(case.experiment, data, out, args, *extra), out / "log.txt", env=args.env)
-    r = json.loads((out / "result.json").read_text())
-    if r.get("status") != "finished":
-        raise RuntimeError(f"rnnlm run {out} did not finish: {r}")
-    return {"tokens_per_sec": r["steady_tokens_per_sec"], "val_ppl": r.get("best_val_ppl")}
-
-
 def windows_per_epoch(data: Path, case: Case, batch: int) -> int:
     """Training windows in one pass over the train split (as bench/reference.py and rnnlm lay it out)."""
     text = (data / "train.txt").read_text(encoding="utf-8")
@@ -255,38 +134,66 @@ def windows_per_epoch(data: Path, case: Case, batch: int) -> int:
     return math.ceil((tokens // batch - 1) / case.bptt)
 
 
+def _ratio(rounds: list[dict], side: str, over: str) -> float:
+    """Median over rounds of `side`'s tokens/s over `over`'s in the same round."""
+    return statistics.median(x[side]["tokens_per_sec"] / x[over]["tokens_per_sec"] for x in rounds)
+
+
+def _mean_ppl(rounds: list[dict], side: str) -> float:
+    return statistics.mean(x[side]["val_ppl"] for x in rounds)
+
+
+def bf16_summary(rounds: list[dict]) -> dict:
+    """The bf16 side against the reference (float32) and against rnnlm's own float32 path; its
+    validation perplexity against the float32 run's after the same steps."""
+    ppl, fp32_ppl = _mean_ppl(rounds, "bf16"), _mean_ppl(rounds, "rnnlm")
+    return {
+        "tps": [x["bf16"]["tokens_per_sec"] for x in rounds],
+        "vs_reference": _ratio(rounds, "bf16", "reference"),
+        "vs_fp32": _ratio(rounds, "bf16", "rnnlm"),
+        "val_ppl": ppl,
+        "ppl_diff": ppl / fp32_ppl - 1,  # against rnnlm's float32 run
+    }
+
+
+LABELS = {"reference": "reference", "rnnlm": "rnnlm fp32", "bf16": "rnnlm bf16"}
+
+
+def _round(case: Case, args: argparse.Namespace, data: Path, r: int) -> dict:
+    """One round: reference, rnnlm float32 and (where args.bf16) rnnlm bf16, in that order."""
+    seed, tag = 1111 + r, f"r{r + 1}"
+    log(f"{case.name} round {r + 1}/{args.rounds} ({args.steps} steps) [load {loadavg()}]")
+    out: dict = {"seed": seed, "reference": run_reference(case, args, data, seed, tag)}
+    sides = ["rnnlm", "bf16"] if args.bf16 else ["rnnlm"]
+    for side in sides:
+        out[side] = run_rnnlm(case, args, data, seed, tag, side)
+    log(
+        "  "
+        + "; ".join(
+            f"{LABELS[s]} {out[s]['tokens_per_sec']:.0f} tokens/s, val ppl {out[s]['val_ppl']:.2f}"
+            for s in ["reference", *sides]
+        )
+    )
+    out["load"] = loadavg()
+    return out
+
+
 def bench_case(case: Case, args: argparse.Namespace) -> dict:
-    """The case's alternating rounds and their summary: tokens/s, median ratio, mean perplexities."""
+    """The case's alternating rounds and their summary: tokens/s, median ratios, mean perplexities
+    (`bf16`: bf16_summary, or None where the bf16 side was not run)."""
     data = corpus_dir(case.corpus, args.work, args.quick)
     args.case_batch = args.batch or (case.gpu_batch if args.device == "cuda" else 0)
     args.steps = case.quick_steps if args.quick else case.steps
     args.warmup = case.quick_warmup if args.quick else case.warmup
     args.eval_windows = 5 if args.quick else case.eval_windows
-    # Both sides stop within the first epoch (validation comes after the last step).
+    # All sides stop within the first epoch (validation comes after the last step).
     per_epoch = windows_per_epoch(data, case, args.case_batch or case.batch)
     if args.steps > per_epoch:
         args.steps = per_epoch
         args.warmup = min(args.warmup, per_epoch // 4)
-    rounds = []
-    for r in range(args.rounds):
-        seed = 1111 + r
-        log(
-            f"{case.name} round {r + 1}/{args.rounds}: reference ({args.steps} steps) ... [load {loadavg()}]"
-        )
-        a = run_reference(case, args, data, seed, f"r{r + 1}")
-        log(
-            f"  reference {a['tokens_per_sec']:.0f} tokens/s, val ppl {a['val_ppl']:.2f}; rnnlm ..."
-        )
-        b = run_rnnlm(case, args, data, seed, f"r{r + 1}")
-        log(f"  rnnlm {b['tokens_per_sec']:.0f} tokens/s, val ppl {b['val_ppl']:.2f}")
-        rounds.append({"seed": seed, "reference": a, "rnnlm": b, "load": loadavg()})
+    rounds = [_round(case, args, data, r) for r in range(args.rounds)]
     vocab = rounds[0]["reference"]["vocab"]
-    fpt = flops_per_token(case, vocab)
-    ref_tps = [x["reference"]["tokens_per_sec"] for x in rounds]
-    our_tps = [x["rnnlm"]["tokens_per_sec"] for x in rounds]
-    ratio = statistics.median(b / a for a, b in zip(ref_tps, our_tps, strict=True))
-    ref_ppl = statistics.mean(x["reference"]["val_ppl"] for x in rounds)
-    our_ppl = statistics.mean(x["rnnlm"]["val_ppl"] for x in rounds)
+    ref_ppl, our_ppl = _mean_ppl(rounds, "reference"), _mean_ppl(rounds, "rnnlm")
     title = case.title
     if args.case_batch and args.case_batch != case.batch:
         title = f"{title}; batch {args.case_batch} here"
@@ -298,12 +205,13 @@ def bench_case(case: Case, args: argparse.Namespace) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "rounds": rounds,
-        "reference_tps": ref_tps,
-        "rnnlm_tps": our_tps,
-        "ratio_median": ratio,
+        "reference_tps": [x["reference"]["tokens_per_sec"] for x in rounds],
+        "rnnlm_tps": [x["rnnlm"]["tokens_per_sec"] for x in rounds],
+        "ratio_median": _ratio(rounds, "rnnlm", "reference"),
         "target": case.target,
-        "flops_per_token": fpt,
+        "flops_per_token": flops_per_token(case, vocab),
         "reference_val_ppl": ref_ppl,
         "rnnlm_val_ppl": our_ppl,
         "ppl_diff": our_ppl / ref_ppl - 1,
+        "bf16": bf16_summary(rounds) if args.bf16 else None,
     }

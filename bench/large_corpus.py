@@ -15,8 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from cases import ROOT, log, rnnlm_cmd, run_child
 from machine import loadavg
+from sides import ROOT, log, rnnlm_cmd, run_child
 
 ADAPTIVE_CUTOFFS = "[2000,20000,100000]"
 

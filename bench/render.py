@@ -13,6 +13,16 @@ from functools import cache
 from pathlib import Path
 
 from cells import render_cells
+from figures import (
+    AUTO_VS_FP32,
+    CHAR_BF16_VS_FP32,
+    PPL_TOLERANCE,
+    TINY_AUTO_VS_REFERENCE,
+    WORD_BF16_VS_REFERENCE,
+    goals,
+    peaks,
+    ppl_ok,
+)
 from large_corpus import ADAPTIVE_CUTOFFS
 from onnx_gen import render_onnx
 from startup import render_refusals
@@ -49,8 +59,30 @@ def met(ok: bool) -> str:
     return fill("met" if ok else "not_met")
 
 
+def _flags(machine: dict) -> str:
+    """The CPU flags that matter for bf16, each present or not."""
+    if "cpu_flags" not in machine:
+        return fill("flags_unknown")
+    return ", ".join(f"{flag} {'yes' if on else 'no'}" for flag, on in machine["cpu_flags"].items())
+
+
+def _peak(results: dict, args: argparse.Namespace) -> str:
+    """The load, the float32 and bfloat16 peaks, and what `trainer.precision=auto` picks here."""
+    p, plan = peaks(results), results.get("precision")
+    bf16 = fill("bf16_peak", peak_bf16=p["bfloat16"]) if "bfloat16" in p else fill("no_bf16_peak")
+    return fill(
+        "peak",
+        load_start=results["load_start"],
+        load_end=results["load_end"],
+        square="2048" if args.device == "cpu" else "8192",  # bench/peak.py's matrices
+        peak_fp32=p["float32"],
+        bf16_peak=bf16,
+        auto=fill("auto", **plan) if plan else fill("auto_unknown"),
+    )
+
+
 def _head(results: dict, args: argparse.Namespace) -> list[str]:
-    """The title, the machine, the load and the peak; then --batch and BENCH_QUICK=1, where given."""
+    """The title, the machine, the load and the peaks; then --batch and BENCH_QUICK=1, where given."""
     m = results["machine"]
     blocks = [
         fill(
@@ -58,25 +90,12 @@ def _head(results: dict, args: argparse.Namespace) -> list[str]:
             command=results["command"],
             date=results["date"],
             duration_min=results["duration_s"] / 60,
-            **{**m, "lightning": m.get("lightning", "?")},
+            **{**m, "lightning": m.get("lightning", "?"), "flags": _flags(m)},
         )
     ]
     if "gpu" in m:
         blocks.append(fill("gpu", gpu=m["gpu"], cudnn=m.get("cudnn")))
-    fp32 = ""
-    if "peak_gflops_fp32" in results:
-        fp32 = fill("fp32_peak", peak_gflops_fp32=results["peak_gflops_fp32"])
-    blocks.append(
-        fill(
-            "peak",
-            load_start=results["load_start"],
-            load_end=results["load_end"],
-            peak_dtype=results["peak_dtype"],
-            peak_gflops=results["peak_gflops"],
-            square="2048" if args.device == "cpu" else "8192",  # bench/peak.py's matrices
-            fp32=fp32,
-        )
-    )
+    blocks.append(_peak(results, args))
     if results.get("batch"):
         blocks.append(fill("batch", batch=results["batch"]))
     if args.quick:
@@ -84,8 +103,14 @@ def _head(results: dict, args: argparse.Namespace) -> list[str]:
     return blocks
 
 
+def _ppls(c: dict, side: str) -> str:
+    """A side's validation perplexity in each round."""
+    return " / ".join(f"{x[side]['val_ppl']:.2f}" for x in c["rounds"])
+
+
 def _cases(cases: list[dict], rounds: int) -> str:
-    """The training throughput table, then each case's perplexity in each round."""
+    """The training throughput table (reference and rnnlm fp32), then each case's perplexity in each
+    round (of the bf16 side too, where it ran)."""
     rows = [
         fill(
             "case_row",
@@ -105,14 +130,55 @@ def _cases(cases: list[dict], rounds: int) -> str:
         fill(
             "seed_row",
             case=c["case"],
-            **{
-                side: " / ".join(f"{x[side]['val_ppl']:.2f}" for x in c["rounds"])
-                for side in ("reference", "rnnlm")
-            },
+            reference=_ppls(c, "reference"),
+            rnnlm=_ppls(c, "rnnlm"),
+            bf16=fill("seed_bf16", ppls=_ppls(c, "bf16")) if c.get("bf16") else "",
         )
         for c in cases
     ]
     return fill("cases", rounds=rounds, rows="\n".join(rows), seeds="\n".join(seeds))
+
+
+def _bf16(cases: list[dict], plan: dict) -> str:
+    """The bf16 side of each case, or the line saying why it was not run."""
+    if not plan["bf16"]:
+        return fill("bf16_not_run", why=plan["bf16_why"])
+    rows = [
+        fill(
+            "bf16_row",
+            **{
+                **c["bf16"],
+                "case": c["case"],
+                "tps": fmt_list(c["bf16"]["tps"]),
+                "peak_pct": 100 * c["bf16"]["peak_frac"],
+                "fp32_ppl": c["rnnlm_val_ppl"],
+                "ppl_diff_pct": 100 * c["bf16"]["ppl_diff"],
+                "ppl": fill("pass" if ppl_ok(c["bf16"]) else "fail"),
+            },
+        )
+        for c in cases
+        if c.get("bf16")
+    ]
+    return fill("bf16", why=plan["bf16_why"], tol=100 * PPL_TOLERANCE, rows="\n".join(rows))
+
+
+def _goals(results: dict) -> str:
+    """Issue 24's goals, each with its figure and whether it is met."""
+    targets = {
+        "word_target": WORD_BF16_VS_REFERENCE,
+        "char_target": CHAR_BF16_VS_FP32,
+        "auto_target": AUTO_VS_FP32,
+        "tiny_target": TINY_AUTO_VS_REFERENCE,
+        "tol": 100 * PPL_TOLERANCE,
+    }
+    rows = []
+    for g in goals(results):
+        if g["status"] in ("met", "not_met"):
+            verdict = fill("judged", figure=g["figure"], met=met(g["status"] == "met"))
+        else:
+            verdict = fill("na", why=g["why"]) if g["status"] == "n/a" else fill("not_measured")
+        rows.append(fill("goal_row", goal=fill(g["section"], **targets), verdict=verdict))
+    return fill("goals", rows="\n".join(rows))
 
 
 def _adaptive(a: dict, size_mb: float) -> str:
@@ -154,6 +220,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     blocks = _head(results, args)
     if results.get("cases"):
         blocks.append(_cases(results["cases"], args.rounds))
+        if "precision" in results:  # a results.json older than the bf16 side has neither
+            blocks += [_bf16(results["cases"], results["precision"]), _goals(results)]
     if "adaptive" in results:
         blocks.append(_adaptive(results["adaptive"], results["tokenize"]["size_mb"]))
     if "tokenize" in results:

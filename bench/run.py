@@ -2,10 +2,12 @@
 
 For each case (word: the classic recipe on wikitext-2-mini; char: a 2 x 512 GRU on tinyshakespeare; tiny: a
 1 x 64 GRU where per-step overhead dominates) it alternates, over several rounds, a run of the reference loop
-(bench/reference.py) and a run of rnnlm exactly as a user starts it (`python src/train.py experiment=...`,
-with the Trainer, DataModule, TensorBoard logger and checkpoints at their defaults). Both train the same
-number of steps; only steps after the warm-up count (steady state: the reference times them itself, rnnlm's
-TokensPerSecond callback writes them to result.json), and both then score the validation split.
+(bench/reference.py, float32) and runs of rnnlm exactly as a user starts it (`python src/train.py
+experiment=...`, with the Trainer, DataModule, TensorBoard logger and checkpoints at their defaults): with
+`trainer.precision=32-true` and, where the CPU has AMX or AVX-512 BF16 (or on a CUDA GPU), with
+`trainer.precision=bf16-mixed`. All train the same number of steps; only steps after the warm-up count
+(steady state: the reference times them itself, rnnlm's TokensPerSecond callback writes them to
+result.json), and all then score the validation split.
 
 Then: full vs adaptive softmax on a synthetic 250k-word Zipf corpus, and tokenising a generated 100 MB corpus
 (char and word level: time, peak memory, and the next run's data setup from the memory-mapped cache).
@@ -13,18 +15,19 @@ Then: full vs adaptive softmax on a synthetic 250k-word Zipf corpus, and tokenis
 It prints a Markdown table and, unless BENCH_QUICK=1, writes docs/benchmarks.md. BENCH_QUICK=1 runs every
 part briefly (one round, a few steps, small corpora) to check that it works: its figures mean nothing.
 
-    python bench/run.py                   # about 10 minutes on 2 cores
-    BENCH_QUICK=1 python bench/run.py     # under 2 minutes
-    python bench/run.py --device cuda     # on a GPU: bf16 mixed precision, larger batches (bench/gpu.sh)
+    python bench/run.py                   # about 20 minutes on 2 cores (with the bf16 side)
+    BENCH_QUICK=1 python bench/run.py     # a few minutes
+    python bench/run.py --device cuda     # on a GPU: larger batches (bench/gpu.sh)
 
 Environment: BENCH_OUT (default outputs/bench/) for the results and logs, BENCH_DATA (default
 ../shared/data) for wikitext-2-mini and tinyshakespeare (synthetic stand-ins of the same vocabulary size are
 generated when they are absent), BENCH_ROUNDS to change the number of rounds.
 
 This file is the command line and the order of the parts. The training cases and how each side is timed:
-bench/cases.py; adaptive softmax and tokenising on the generated corpus: bench/large_corpus.py; the
-machine (CPU, cores, versions, load, matmul peak): bench/machine.py; the report: bench/render.py, whose
-wording is bench/benchmarks.md.tmpl.
+bench/cases.py and bench/sides.py; adaptive softmax and tokenising on the generated corpus:
+bench/large_corpus.py; the machine (CPU and its bf16 flags, cores, versions, load, the float32 and bf16
+matmul peaks): bench/machine.py; figures derived from the measured ones (peak fractions, ceilings, the
+goals): bench/figures.py; the report: bench/render.py, whose wording is bench/benchmarks.md.tmpl.
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(1, str(ROOT / "src"))  # rnnlm.training.precision, also without `pip install -e .`
 
-from cases import CASES, bench_case, log, set_peak_fractions  # noqa: E402
+from cases import CASES, bench_case, log  # noqa: E402
 from cells import bench_cells  # noqa: E402
 from corpus import zipf_corpus  # noqa: E402
 from doc import write_section  # noqa: E402
+from figures import set_peak_fractions  # noqa: E402
 from large_corpus import bench_adaptive, bench_tokenize  # noqa: E402
-from machine import describe, loadavg, measure_peak, peak_dtype, remeasure_peak  # noqa: E402
+from machine import describe, loadavg, measure_peak, precision_plan, remeasure_peak  # noqa: E402
 from onnx_gen import bench_onnx  # noqa: E402
 from render import report  # noqa: E402
 from startup import bench_refusals  # noqa: E402
@@ -147,9 +152,18 @@ def main() -> None:
         "machine": describe(args.device),
         "cases": [],
     }
-    log(f"measuring the {peak_dtype(args.device)} matrix-multiply peak ...")
-    results.update(measure_peak(args.device, args.quick))
-    log(f"  {results['peak_gflops']:.0f} GFLOP/s")
+    results["precision"] = plan = precision_plan(args.device)
+    args.bf16 = plan["bf16"]
+    log(
+        f"bf16 side: {'run on ' if args.bf16 else 'not run: '}{plan['bf16_why']}; "
+        f"trainer.precision=auto picks {plan['auto']} here"
+    )
+    log("measuring the matrix-multiply peaks ...")
+    results.update(measure_peak(args.device, args.quick, args.bf16))
+    log(
+        "  "
+        + ", ".join(f"{k}: {v:.0f} GFLOP/s" for k, v in results.items() if k.startswith("peak_"))
+    )
     for name in ("word", "char", "tiny"):
         if name in parts:
             results["cases"].append(bench_case(CASES[name], args))
@@ -175,7 +189,7 @@ def main() -> None:
         results["refuse"] = bench_refusals(3 if args.quick else 5, log)
         write_report(results, args, final=False)
     # A second peak measurement: the figure is the better of the two (the less disturbed by other load).
-    results["peak_gflops"] = remeasure_peak(args.device, results["peak_gflops"])
+    results.update(remeasure_peak(args.device, results))
     write_report(results, args, final=True)
 
 

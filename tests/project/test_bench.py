@@ -18,6 +18,8 @@ import reference  # noqa: E402
 from corpus import zipf_corpus  # noqa: E402
 
 from rnnlm.models import RNNLM, detach_hidden  # noqa: E402
+from rnnlm.training import precision  # noqa: E402
+from rnnlm.training.precision import cpu_bf16_units  # noqa: E402
 
 
 def _reference_and_rnnlm(cell: str, vocab: int = 40, sparse: bool = True):
@@ -104,8 +106,19 @@ def test_bench_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert {c["case"] for c in results["cases"]} == {"word", "char", "tiny"}
+    bf16 = bool(cpu_bf16_units())
+    assert results["precision"]["bf16"] == bf16 and results["machine"]["cpu_flags"]
+    assert ("peak_gflops_bf16" in results) == bf16 and results["peak_gflops_fp32"] > 0
     for c in results["cases"]:
         assert c["ratio_median"] > 0 and c["rnnlm_val_ppl"] > 1 and c["reference_val_ppl"] > 1
+        if bf16:  # the bf16 side: tokens/s and validation perplexity of each round, and its figures
+            assert all(
+                r["bf16"]["tokens_per_sec"] > 0 and r["bf16"]["val_ppl"] > 1 for r in c["rounds"]
+            )
+            assert c["bf16"]["vs_reference"] > 0 and c["bf16"]["vs_fp32"] > 0
+            assert 0 < c["bf16"]["peak_frac"] < 1
+        else:
+            assert c["bf16"] is None and "bf16" not in c["rounds"][0]
     assert results["adaptive"]["ratio_median"] > 0
     assert (
         results["tokenize"]["word"]["second"]["data_s"]
@@ -116,6 +129,11 @@ def test_bench_quick(tmp_path):
     assert set(results["cells"]["gen"]) == {"gru", *cells}
     table = (tmp_path / "bench" / "benchmarks.md").read_text()
     assert "| case |" in table and "BENCH_QUICK=1" in table
+    assert "### Goals for bf16 (issue 24)" in table
+    if bf16:
+        assert "| case | rnnlm bf16 tokens/s |" in table
+    else:
+        assert "bf16: not run (this CPU has neither AMX nor AVX-512 BF16)." in table
     assert "Parallel cells against nn.GRU" in table
     assert all(r["same_text"] and r["onnx_tps"] > 0 for r in results["onnx"].values())
     assert "Generation with ONNX Runtime" in table
@@ -134,21 +152,103 @@ def test_each_benchmark_rewrites_only_its_own_section_of_the_doc(tmp_path):
     assert text.index("speed v2") < text.index("quality v1")
 
 
-def test_ceiling_is_rnnlm_at_its_peak_over_the_reference():
-    """The table's ceiling: rnnlm with every FLOP at its own peak, over the reference as measured."""
+def test_each_row_is_read_against_its_own_precisions_peak():
+    """The share of peak and the ceiling of the reference and rnnlm fp32 rows come from the float32
+    peak, the bf16 row's from the bfloat16 peak; a results.json older than bf16 has one float32 peak."""
     import run  # bench/run.py
 
     case = {"flops_per_token": 1e6, "reference_tps": [900.0, 1000.0, 1100.0], "rnnlm_tps": [1500.0]}
-    cpu = {"peak_gflops": 2.0, "cases": [dict(case)]}  # 2e9 FLOP/s; the reference at 1e9: half
+    cpu = {"peak_gflops_fp32": 2.0, "cases": [dict(case)]}  # 2e9 FLOP/s; the reference at 1e9: half
     run.set_peak_fractions(cpu)
     c = cpu["cases"][0]
     assert c["reference_peak_frac"] == pytest.approx(0.5)
+    assert c["rnnlm_peak_frac"] == pytest.approx(0.75)
     assert c["ceiling"] == pytest.approx(2.0) == pytest.approx(1 / c["reference_peak_frac"])
-    # On a GPU rnnlm computes in bf16 (peak_gflops) and the reference in fp32: rnnlm's peak counts.
-    gpu = {"peak_gflops": 8.0, "peak_gflops_fp32": 2.0, "cases": [dict(case)]}
-    run.set_peak_fractions(gpu)
-    assert gpu["cases"][0]["reference_peak_frac"] == pytest.approx(0.5)
-    assert gpu["cases"][0]["ceiling"] == pytest.approx(8.0)
+    both = {"peak_gflops_fp32": 2.0, "peak_gflops_bf16": 8.0,
+            "cases": [{**case, "bf16": {"tps": [3000.0, 4000.0, 5000.0]}}]}  # fmt: skip
+    run.set_peak_fractions(both)
+    c = both["cases"][0]
+    assert c["ceiling"] == pytest.approx(2.0) and c["rnnlm_peak_frac"] == pytest.approx(0.75)
+    assert c["bf16"]["peak_frac"] == pytest.approx(0.5) and c["bf16"]["ceiling"] == pytest.approx(
+        8.0
+    )
+    old = {"peak_dtype": "float32", "peak_gflops": 2.0, "cases": [dict(case)]}
+    run.set_peak_fractions(old)
+    assert old["cases"][0]["ceiling"] == pytest.approx(2.0)
+
+
+BF16_CPUS = {
+    "amx": {"amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"},
+    "avx512_bf16": {"avx512_bf16", "avx512f", "avx2"},
+    "none": {"avx512f", "avx2"},
+}
+
+
+@pytest.mark.parametrize("cpu", sorted(BF16_CPUS))
+def test_the_bf16_side_runs_where_the_cpu_computes_bf16(cpu, tmp_path, monkeypatch):
+    """bench_case runs rnnlm with bf16-mixed beside 32-true only on a CPU with AMX or AVX-512 BF16 (the
+    sides faked here: the CPU flags and what each side measures); the report gives its figures or says
+    why it did not run, records the flags and judges issue 24's goals (those of AMX only with AMX)."""
+    import argparse
+
+    import cases  # bench/cases.py
+    import machine
+    import render
+    from figures import set_peak_fractions
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(BF16_CPUS[cpu]))
+    plan = machine.precision_plan("cpu")
+    bf16 = cpu != "none"
+    assert plan["bf16"] == bf16 and plan["auto"] == ("bf16-mixed" if bf16 else "32-true")
+    corpus = zipf_corpus(tmp_path / "zipf", vocab_size=300, train_mb=0.05, eval_mb=0.01)
+    sides = []
+
+    def rnnlm(case, args, data, seed, tag, side="rnnlm"):
+        sides.append(side)
+        return {"tokens_per_sec": {"rnnlm": 1500.0, "bf16": 3300.0}[side],
+                "val_ppl": {"rnnlm": 100.0, "bf16": 100.5}[side]}  # fmt: skip
+
+    monkeypatch.setattr(cases, "corpus_dir", lambda name, work, quick: corpus)
+    monkeypatch.setattr(cases, "run_rnnlm", rnnlm)
+    monkeypatch.setattr(
+        cases, "run_reference", lambda *a: {"tokens_per_sec": 1000.0, "val_ppl": 99.0, "vocab": 301}
+    )
+    args = argparse.Namespace(batch=0, device="cpu", quick=True, rounds=2, work=tmp_path, bf16=bf16)
+    results = {
+        "command": "BENCH_QUICK=1 make bench", "date": "2026-12-07 12:00", "duration_s": 60.0,
+        "load_start": "0", "load_end": "0", "device": "cpu", "machine": machine.describe("cpu"),
+        "precision": plan, "peak_gflops_fp32": 50.0, **({"peak_gflops_bf16": 500.0} if bf16 else {}),
+        "cases": [cases.bench_case(cases.CASES[name], args) for name in ("word", "char", "tiny")],
+    }  # fmt: skip
+    assert sides == (["rnnlm", "bf16"] if bf16 else ["rnnlm"]) * 6
+    set_peak_fractions(results)
+    lines = render.report(results, args).split("\n")
+    flags = ", ".join(f"{f} {'yes' if f in BF16_CPUS[cpu] else 'no'}" for f in machine.CPU_FLAGS)
+    assert f"CPU flags (bf16 units, vector widths): {flags}  " in lines
+    goals = [line for line in lines if line.startswith("- ") and ":" in line and "(on " in line]
+    assert len(goals) == 4
+    if not bf16:
+        assert all(c["bf16"] is None for c in results["cases"])
+        assert "bf16: not run (this CPU has neither AMX nor AVX-512 BF16)." in lines
+        assert "; bfloat16 not measured (the bf16 side did not run)" in "\n".join(lines)
+        assert goals[0].endswith("n/a (this CPU has no AMX)")
+        assert goals[2].endswith("**word 1.00x, char 1.00x, tiny 1.00x** (met)")
+        assert goals[3].endswith("**1.50x** (met)")  # auto is 32-true: rnnlm fp32 / reference
+        return
+    for c in results["cases"]:
+        assert c["bf16"]["tps"] == [3300.0, 3300.0] and c["bf16"]["val_ppl"] == 100.5
+        assert c["bf16"]["vs_reference"] == pytest.approx(3.3)
+        assert c["bf16"]["vs_fp32"] == pytest.approx(2.2)
+        assert c["bf16"]["ppl_diff"] == pytest.approx(0.005)
+    row = next(line for line in lines if line.startswith("| word | 3,300 / 3,300 |"))
+    assert "| **3.30x** | **2.20x** |" in row and row.endswith("| 100.00 / 100.50 (+0.50%, pass) |")
+    if cpu == "amx":
+        assert goals[0].endswith("**3.30x, val ppl +0.50%** (met)")
+        assert goals[1].endswith("**2.20x** (met)")
+    else:
+        assert goals[0].endswith("n/a (this CPU has no AMX)")
+    assert goals[2].endswith("**word 2.20x, char 2.20x, tiny 2.20x** (met)")
+    assert goals[3].endswith("**3.30x** (met)")
 
 
 def test_the_report_is_the_template_filled_in():
@@ -158,7 +258,10 @@ def test_the_report_is_the_template_filled_in():
 
     import render  # bench/render.py
 
-    rounds = [{"reference": {"val_ppl": 150.0}, "rnnlm": {"val_ppl": 151.5}}] * 2
+    rounds = [{"reference": {"val_ppl": 150.0}, "rnnlm": {"val_ppl": 151.5},
+               "bf16": {"val_ppl": 153.5}}] * 2  # fmt: skip
+    bf16 = {"tps": [40000.0, 41000.0], "vs_reference": 3.6, "vs_fp32": 2.2, "val_ppl": 153.5,
+            "ppl_diff": 0.0132, "peak_frac": 0.0123, "ceiling": 240.0}  # fmt: skip
     case = {
         "case": "word",
         "title": "word level",
@@ -175,21 +278,29 @@ def test_the_report_is_the_template_filled_in():
         "reference_val_ppl": 150.0,
         "rnnlm_val_ppl": 151.5,
         "ppl_diff": 0.01,
+        "bf16": bf16,
     }
     first = {"tokens": {"train": 1234567}, "vocab": 250002, "data_s": 12.34, "max_rss_mb": 1536.0}
     second = {"data_s": 0.5, "max_rss_mb": 600.0}
     machine = {"cpu": "CPU", "cores": 16, "memory_gb": 128.0, "os": "Linux", "python": "3.11.7",
-               "torch": "2.9", "torch_threads": 16, "gpu": "H200", "cudnn": 91000}  # fmt: skip
+               "torch": "2.9", "torch_threads": 16, "gpu": "H200", "cudnn": 91000,
+               "cpu_flags": {"amx_bf16": False, "avx512f": True, "avx2": True}}  # fmt: skip
     results = {
         "command": "bash bench/gpu.sh",
         "date": "2026-12-02 20:00",
         "duration_s": 90.0,
         "load_start": "0.10 0.20 0.30",
         "load_end": "1.00 1.00 1.00",
+        "device": "cuda",
         "machine": machine,
-        "peak_dtype": "bfloat16",
-        "peak_gflops": 600000.4,
+        "peak_gflops_bf16": 600000.4,
         "peak_gflops_fp32": 50000.0,
+        "precision": {
+            "bf16": True,
+            "bf16_why": "H200",
+            "auto": "bf16-mixed",
+            "auto_reason": "auto: H200 computes bf16",
+        },  # fmt: skip
         "batch": 128,
         "cases": [case],
         "adaptive": {"full_tps": [1000.0], "adaptive_tps": [3500.0], "ratio_median": 3.5},
@@ -203,16 +314,30 @@ def test_the_report_is_the_template_filled_in():
     lines = text.split("\n")
     assert "Command: `bash bench/gpu.sh`  " in lines and "GPU: H200, cuDNN 91000  " in lines
     assert "Date: 2026-12-02 20:00, duration 1.5 min  " in lines
+    assert "CPU flags (bf16 units, vector widths): amx_bf16 no, avx512f yes, avx2 yes  " in lines
     assert (
-        "Measured bfloat16 matrix-multiply peak: 600000 GFLOP/s (best of repeated 8192-square "
-        "products, this run); float32: 50000 GFLOP/s (the reference computes in float32"
-    ) in text
+        "Measured matrix-multiply peaks (best of repeated 8192-square products, this run): float32 "
+        "50000 GFLOP/s; bfloat16 600000 GFLOP/s (each row's share of peak is of its own precision's)  "
+    ) in lines
+    assert (
+        "`trainer.precision=auto` (rnnlm's default) picks bf16-mixed here (auto: H200 computes bf16)."
+    ) in lines
     assert "Batch (columns) of every case, both sides: 128." in lines
     assert (
         "| word level | 100 (10) | 10,000 / 12,000 | 18,000 / 18,500 | **1.60x** (>= 1.5x, met) | "
         "5% / 8% | 20.00x | 150.00 / 151.50 (+1.00%) |"
     ) in lines
-    assert "- word: reference 150.00 / 150.00; rnnlm 151.50 / 151.50" in lines
+    assert (
+        "- word: reference 150.00 / 150.00; rnnlm fp32 151.50 / 151.50; rnnlm bf16 153.50 / 153.50"
+        in lines
+    )
+    assert (
+        "| word | 40,000 / 41,000 | **3.60x** | **2.20x** | 1.2% | 240.00x | "
+        "151.50 / 153.50 (+1.32%, FAIL) |"
+    ) in lines
+    assert "bf16: run on H200. The third side of each round above" in text
+    goals = text.split("### Goals for bf16 (issue 24)")[1].split("###")[0]
+    assert goals.count("n/a (a CPU goal)") == 4  # issue 24's goals are for CPUs
     assert "Adaptive / full: **3.5x** (median of rounds; target >= 3x, met)." in lines
     assert "| char | 1,234,567 | 250,002 | 12.3 s | 1,536 MB | 0.50 s | 0.25 s | 600 MB |" in lines
     assert (
@@ -223,6 +348,8 @@ def test_the_report_is_the_template_filled_in():
         "## Speed (`make bench`)",
         "**BENCH_QUICK=1: a check that the benchmark runs; these figures mean nothing.**",
         "### Training throughput (steady state)",
+        "### bf16 mixed precision (`trainer.precision=bf16-mixed`)",
+        "### Goals for bf16 (issue 24)",
         "### Large vocabulary: adaptive vs full softmax",
         "### Tokenising a large corpus",
     ]
