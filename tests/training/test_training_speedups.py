@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from rnnlm.data import LMDataModule
 from rnnlm.errors import UserError
-from rnnlm.training.callbacks import TokensPerSecond
+from rnnlm.training.callbacks import ProgressBar, TokensPerSecond
 from rnnlm.training.module import LMModule
 
 
@@ -119,3 +119,71 @@ def test_clipping_folded_into_the_learning_rate_is_the_same_update(tmp_path, ste
         assert diff < 1e-4, (name, diff, float(p.abs().max()))
     # the scheduled learning rate is back in place after every step
     assert t1.optimizers[0].param_groups[0]["lr"] == 5.0
+
+
+class _Spy(L.Callback):
+    """Each step's loss beside what the progress bar and the trainer's callback metrics show then."""
+
+    def __init__(self, bar: ProgressBar | None = None) -> None:
+        self.bar = bar
+        self.rows: list[tuple[float, dict, float | None]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        shown = self.bar.get_metrics(trainer, pl_module) if self.bar else {}
+        seen = trainer.callback_metrics.get("train/loss")
+        self.rows.append((pl_module.step_loss.item(), shown, None if seen is None else float(seen)))
+
+
+def test_progress_bar_shows_every_steps_loss_logged_only_on_logged_steps(tmp_path):
+    bar = ProgressBar()
+    spy = _Spy(bar)
+    _fit(tmp_path, _model(), {"_target_": "torch.optim.SGD", "lr": 1.0}, steps=9,
+         callbacks=[bar, spy], enable_progress_bar=True, log_every_n_steps=3,
+         limit_val_batches=0)  # fmt: skip
+    losses = [loss for loss, _, _ in spy.rows]
+    assert len(set(losses)) == 9  # a new loss at every step
+    for step, (loss, shown, seen) in enumerate(spy.rows):
+        assert next(iter(shown)) == "train/loss" and shown["train/loss"] == loss
+        # through self.log only on the steps the loggers record (2, 5, 8), after the step's callbacks:
+        # what a callback reads then is the last such step's before this one
+        last_logged = step // 3 * 3 - 1
+        assert seen == (losses[last_logged] if last_logged >= 0 else None), step
+
+
+def test_a_monitor_of_train_loss_gets_it_at_every_step(tmp_path):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    spy = _Spy()
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="train/loss", every_n_train_steps=1)
+    _fit(tmp_path, _model(), {"_target_": "torch.optim.SGD", "lr": 1.0}, steps=7,
+         callbacks=[ckpt, spy], enable_checkpointing=True, log_every_n_steps=3)  # fmt: skip
+    assert [seen for _, _, seen in spy.rows] == [loss for loss, _, _ in spy.rows]
+
+
+class _StopAt(L.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        if batch_idx == self.step:
+            trainer.should_stop = True
+
+
+def test_a_stop_between_logged_steps_logs_that_steps_loss(tmp_path):
+    def curve(name, every, callbacks, **kw):
+        logger = CSVLogger(tmp_path / name, name="", version="")
+        _fit(tmp_path / f"{name}-data", _model(), {"_target_": "torch.optim.SGD", "lr": 1.0},
+             steps=12, logger=logger, log_every_n_steps=every, callbacks=callbacks,
+             limit_val_batches=0, **kw)  # fmt: skip
+        rows = csv.DictReader((tmp_path / name / "metrics.csv").read_text().splitlines())
+        return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+    every_step = curve("all", 1, [])
+    # step 6 is not one that the loggers record by themselves
+    stopped = curve("stopped", 3, [_StopAt(6)])
+    assert sorted(stopped) == [2, 5, 6]
+    assert all(stopped[s] == every_step[s] for s in stopped)
+    # asked to stop before min_steps: the run goes on, the loggers record every step from then on
+    late = curve("late", 3, [_StopAt(3)], min_steps=7)
+    assert sorted(late)[:5] == [2, 3, 4, 5, 6]
+    assert all(late[s] == every_step[s] for s in late)

@@ -107,12 +107,21 @@ class TokensPerSecond(L.Callback):
 
 class ProgressBar(RichProgressBar):
     """Lightning's rich progress bar without `v_num`: the logger's version, which for rnnlm's
-    TensorBoard runs is the run's name, cut to its last four characters ("ault" of "default")."""
+    TensorBoard runs is the run's name, cut to its last four characters ("ault" of "default").
+
+    `train/loss` is the last training step's, read from the module's `step_loss`: LMModule logs it
+    through `self.log` only on the steps the loggers record (LMModule._writes_logs says why).
+    """
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
-        return metrics
+        step_loss = getattr(pl_module, "step_loss", None)
+        if step_loss is None:
+            return metrics
+        # First, as when it was logged at every step (the first metric of the first step).
+        rest = {k: v for k, v in metrics.items() if k != "train/loss"}
+        return {"train/loss": step_loss.item(), **rest}
 
 
 class TextSample(L.Callback):

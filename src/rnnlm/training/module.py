@@ -25,6 +25,7 @@ from rnnlm.data.tokenizers import CHAR_LEVEL, Tokenizer, tokenizer_from_dict
 from rnnlm.inference.checkpoint import FORMAT
 from rnnlm.models import num_parameters
 from rnnlm.training import optim as optim_lib
+from rnnlm.training.callbacks import ProgressBar
 from rnnlm.training.metrics import LN2, TokenMeanLoss, perplexity
 from rnnlm.training.nt_asgd import AverageSwap, average_into_state_dict, averaging, find_nt_asgd
 from rnnlm.training.optim import NonFiniteError
@@ -65,6 +66,8 @@ class LMModule(L.LightningModule):
         # One token, batch 1: the model summary's FLOPs column is the forward cost per token.
         self.example_input_array = torch.zeros(1, 1, dtype=torch.long)
         self.char_level = tokenizer is not None and tokenizer.kind in CHAR_LEVEL
+        # A split's loss over validation or test. Training logs each step's own loss instead (the
+        # "train_" one is not updated, and stays so the model summary's module count is unchanged).
         self.mean_loss = torch.nn.ModuleDict({f"{s}_": TokenMeanLoss() for s in STAGES})
         self.streams = Streams()  # the carried hidden states and the stream position (resume)
         self.best_val_loss = math.inf
@@ -76,6 +79,9 @@ class LMModule(L.LightningModule):
         self.fit_seconds_before = 0.0
         self._fit_started: float | None = None
         self._lr_scale = 1.0  # this step's learning-rate factor (variable-length BPTT)
+        self.step_loss: Tensor | None = None  # the last training step's loss (the progress bar's)
+        self._trained: list[torch.nn.Parameter] = []  # the optimiser's (configure_optimizers)
+        self._loss_every_step = True  # through `self.log` at every step (on_train_start decides)
         self.average = AverageSwap()  # NT-ASGD's averaged weights, swapped in to evaluate
         self.corpus_fingerprint: str | None = (
             None  # the text trained on (set by train(), checked on resume)
@@ -97,8 +103,8 @@ class LMModule(L.LightningModule):
         loss, hidden = self._nll(x, y, self.streams.hidden[stage], reduction)
         self.streams.carry(stage, hidden)
         n = y.numel()
-        nll_sum = loss.detach() * n if reduction == "mean" else loss
-        self.mean_loss[f"{stage}_"].update(nll_sum, n)
+        if stage != "train":
+            self.mean_loss[f"{stage}_"].update(loss, n)
         return loss, n
 
     def forward(self, x: torch.Tensor, hidden: Any = None) -> tuple[torch.Tensor, Any]:
@@ -107,16 +113,21 @@ class LMModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, n = self._step("train", batch)
-        if self.hparams.detect_nonfinite and not torch.isfinite(loss):
-            raise NonFiniteError(self._nonfinite_message(f"non-finite loss ({float(loss)})"))
-        self.tokens_seen += n * self.trainer.world_size
+        self.step_loss = loss.detach()
+        if self.hparams.detect_nonfinite:
+            value = float(self.step_loss)  # one host sync, as a bool(torch.isfinite(...)) would be
+            if not math.isfinite(value):
+                raise NonFiniteError(self._nonfinite_message(f"non-finite loss ({value})"))
+        world = self.trainer.world_size
+        self.tokens_seen += n * world
         self.streams.windows_done += 1
-        self.tokens_trained_here += n * self.trainer.world_size
-        self.log("train/loss", loss, prog_bar=True)
+        self.tokens_trained_here += n * world
+        if self._loss_every_step:  # else in on_train_batch_end, on the steps the loggers record
+            self.log("train/loss", self.step_loss, prog_bar=True)
         if self._writes_logs():
-            self.log("train/ppl", loss.detach().exp(), prog_bar=True)
+            self.log("train/ppl", self.step_loss.exp(), prog_bar=True)
             if self.char_level:
-                self.log("train/bpc", loss.detach() / LN2)
+                self.log("train/bpc", self.step_loss / LN2)
         # AR/TAR (model.ar_alpha, model.tar_beta): minimised with the loss, not part of train/loss.
         penalty = self.model.pop_penalty() if hasattr(self.model, "pop_penalty") else None
         return loss if penalty is None else loss + penalty
@@ -124,11 +135,27 @@ class LMModule(L.LightningModule):
     def _writes_logs(self) -> bool:
         """Whether the loggers record this step (every `trainer.log_every_n_steps`).
 
-        Each `self.log` costs a fraction of a millisecond of Lightning bookkeeping, a few percent of a
-        small model's step: the metrics that only the loggers read are logged on the steps they record.
+        Each `self.log` costs Lightning a few tenths of a millisecond (most of it `_ResultMetric.to`
+        walking the metric's attributes), 2-3% of a small model's step: the metrics are logged on the
+        steps the loggers record. The progress bar shows every step's `train/loss`, which it reads from
+        `step_loss` (callbacks.ProgressBar) rather than through `self.log`.
         """
         connector = getattr(self._trainer, "_logger_connector", None)
         return bool(getattr(connector, "should_update_logs", True))
+
+    def on_train_start(self) -> None:
+        # `train/loss` goes through `self.log` at every step where something else reads it then: a
+        # callback that monitors it (checkpoint, early stopping) or a progress bar other than rnnlm's.
+        bar = self.trainer.progress_bar_callback
+        self._loss_every_step = (bar is not None and not isinstance(bar, ProgressBar)) or any(
+            getattr(cb, "monitor", None) == "train/loss" for cb in self.trainer.callbacks
+        )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # After the step's callbacks: the loggers also record a step where one of them stops the run
+        # (time budget, a signal), and its train/loss is that step's, as when it was logged every step.
+        if not self._loss_every_step and self._writes_logs():
+            self.log("train/loss", self.step_loss, prog_bar=True)
 
     # Scores in float32 whatever the training precision: a bf16-mixed run's validation and test
     # perplexities are then the ones `src/eval.py` gives for its checkpoint, and comparable across runs.
@@ -142,7 +169,6 @@ class LMModule(L.LightningModule):
 
     # -- epoch boundaries: reset the carried state, log split-level metrics --------------------------
     def on_train_epoch_start(self) -> None:
-        self.mean_loss["train_"].reset()
         self.streams.reset("train")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
@@ -247,9 +273,8 @@ class LMModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         total = self.trainer.estimated_stepping_batches
         sparse = self.model.embedding.weight if self.model.embedding.sparse else None
-        optimizer = optim_lib.build_optimizer(
-            self.hparams.optim, list(self.parameters()), sparse, total
-        )
+        self._trained = list(self.parameters())  # what clipping reads, in the same order every step
+        optimizer = optim_lib.build_optimizer(self.hparams.optim, self._trained, sparse, total)
         scheduler = optim_lib.build_scheduler(self.hparams.scheduler, optimizer, total)
         if scheduler is None:
             return optimizer
@@ -281,11 +306,12 @@ class LMModule(L.LightningModule):
         if not self.hparams.detect_nonfinite:
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        params = [p for p in self.parameters() if p.grad is not None]
+        params = [p for p in self._trained if p.grad is not None]
         if not params:
             return
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
-        if not torch.isfinite(norm):
+        # One host sync (as bool(torch.isfinite(norm)) was); clip_into_lr reads the value again.
+        if not math.isfinite(float(norm)):
             raise NonFiniteError(self._nonfinite_message("non-finite gradients"))
         if gradient_clip_algorithm not in (None, "norm"):  # clipping each value: Lightning's own
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
