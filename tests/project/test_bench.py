@@ -80,6 +80,32 @@ def test_reference_script_runs(tmp_path):
     assert r["val_ppl"] > 1
 
 
+def test_rnn_precision_measures_each_cell_and_states_the_rule(tmp_path):
+    """bench/rnn_precision.py --quick: a row per cell and width, each with both speeds, the errors
+    against float64 and the precision rnnlm runs that layer in under autocast (BF16_MIN_WIDTH)."""
+    from rnnlm.models.classic import BF16_MIN_WIDTH
+
+    out = tmp_path / "rnn.json"
+    done = subprocess.run(
+        [sys.executable, "bench/rnn_precision.py", "--quick", "--out", str(out)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["cell"], r["width"]) for r in rows} == {
+        (c, w) for c in ("rnn", "lstm", "gru") for w in (64, 128)
+    }
+    for r in rows:
+        assert r["fp32_tokens_per_sec"] > 0 and r["bf16_tokens_per_sec"] > 0
+        assert r["fp32_out_err"] < 1e-5 < r["bf16_out_err"] < 2e-2  # bf16 keeps 8 bits
+        assert r["rule"] == ("bf16" if r["width"] >= BF16_MIN_WIDTH[r["cell"]] else "fp32")
+    assert "| lstm | 128 |" in done.stdout
+
+
 def test_zipf_corpus_has_the_whole_vocabulary(tmp_path):
     from rnnlm.data.tokenizers import WordTokenizer
 
