@@ -49,7 +49,7 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: install ## rnnlm vs the classic PyTorch loop, large vocab, tokenising: docs/benchmarks.md (~11 min; BENCH_QUICK=1: <2 min check)
+bench: install ## rnnlm (float32 and, where the CPU has bf16 units, bf16) vs the classic PyTorch loop, large vocab, tokenising, cells, ONNX: docs/benchmarks.md (training cases 6.5 min on a 2-core AMX Xeon, cells part ~47 min; ARGS="--cases word,char,tiny" for the training cases alone; BENCH_QUICK=1: a quick check)
 	$(PY) bench/run.py $(ARGS)
 
 tensorboard: install ## serve outputs/ in TensorBoard on http://127.0.0.1:6006
