@@ -26,10 +26,11 @@ CELLS: dict[str, tuple[type[nn.RNNBase], dict]] = {
 }
 
 
-# Under CPU autocast (bf16) a layer this wide or wider runs its recurrence in bf16 (oneDNN's bf16 RNN
-# kernels on AMX / AVX-512 BF16); a narrower one runs it in float32, where bf16 is slower: each step's
-# matrix multiply is too small to repay the casts. Measured by bench/rnn_precision.py (docs/benchmarks.md).
-BF16_MIN_WIDTH = {"rnn": 512, "rnn_relu": 512, "lstm": 128, "gru": 256}
+# Under CPU autocast (bf16) a layer this wide or wider runs its recurrence in bf16 (oneDNN's bf16 LSTM
+# on AMX / AVX-512 BF16; bf16 matrix multiplies in ATen's step loop for the GRU and RNN); a narrower one
+# runs it in float32, where bf16 is slower: each step's matrix multiply is too small to repay the casts.
+# Measured by bench/rnn_precision.py and, for the GRU, by the default model (docs/benchmarks.md).
+BF16_MIN_WIDTH = {"rnn": 512, "rnn_relu": 512, "lstm": 128, "gru": 512}
 
 
 @contextlib.contextmanager
