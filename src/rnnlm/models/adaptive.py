@@ -7,8 +7,9 @@ cluster a softmax over its own words. Training computes a tail cluster's scores 
 target is in that cluster, which is where the speed comes from: the head holds most of the tokens of
 natural text (about 83% of wikitext-2-mini's at 2,000 words).
 
-`AdaptiveSoftmax` is that module with float32 scores under autocast; `TiedAdaptiveSoftmax` is that module with its linear maps replaced by slices of the embedding matrix E
-(V, D), so the output vector of every word is its input vector, as in a tied full softmax:
+`AdaptiveSoftmax` is that module with float32 scores under autocast; `TiedAdaptiveSoftmax` is that
+module with its linear maps replaced by slices of the embedding matrix E (V, D), so the output vector
+of every word is its input vector, as in a tied full softmax:
 
     head:           scores = h @ [E[:c0]; C]^T + b_head      C: one learned (D,) vector per tail cluster
     tail cluster i: scores = h @ E[lo_i:hi_i]^T + b_i        no projection: within its cluster a word
@@ -52,23 +53,29 @@ class TiedRows(nn.Module):
         w = self.rows if self.rows is not None else self.weight[self.lo : self.hi]
         if self.extra is not None:
             w = torch.cat([w, self.extra])
-        return F.linear(x, w, self.bias).float()  # see AdaptiveSoftmax
+        return F.linear(x, w, self.bias)
 
 
-def _float_scores(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+def _as_float32(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
     return output.float()
 
 
+def float32_scores(softmax: nn.AdaptiveLogSoftmaxWithLoss) -> None:
+    """Make the head's and each tail cluster's scores leave autocast in float32: the matrix multiplies
+    run in bf16 under autocast, the log-softmax of each cluster and the log-probabilities in float32
+    (torch's own would run both in bf16, about 0.03 nats off at a log-probability of -10). Outside
+    autocast the cast is a no-op."""
+    for scores in [softmax.head, *(cluster[-1] for cluster in softmax.tail)]:
+        scores.register_forward_hook(_as_float32)
+
+
 class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
-    """torch's adaptive softmax whose scores leave autocast in float32: the matrix multiplies run in
-    bf16 under autocast, the log-softmax of each cluster and the log-probabilities in float32 (torch's
-    own would run both in bf16, about 0.03 nats off at a log-probability of -10). Outside autocast the
-    cast is a no-op; the parameters and their names are torch's."""
+    """torch's adaptive softmax with float32 scores under autocast (`float32_scores`); the parameters
+    and their names are torch's."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for scores in [self.head, *(cluster[-1] for cluster in self.tail)]:
-            scores.register_forward_hook(_float_scores)
+        float32_scores(self)
 
 
 class TiedAdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
@@ -85,6 +92,7 @@ class TiedAdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
             nn.Sequential(nn.Identity(), TiedRows(weight, lo, hi))
             for lo, hi in zip(self.cutoffs[:-1], self.cutoffs[1:], strict=True)
         )
+        float32_scores(self)
 
     def reset_parameters(self) -> None:
         self.head.reset_parameters()

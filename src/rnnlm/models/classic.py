@@ -34,17 +34,14 @@ BF16_MIN_WIDTH = {"rnn": 512, "rnn_relu": 512, "lstm": 128, "gru": 512}
 
 
 @contextlib.contextmanager
-def recurrence_precision(cell: str, width: int, device_type: str) -> Iterator[bool]:
+def recurrence_precision(cell: str, width: int, device_type: str) -> Iterator[None]:
     """Inside CPU autocast, switch it off for the recurrence of a layer narrower than
-    BF16_MIN_WIDTH[cell]; yields whether it was switched off (the caller then feeds float32)."""
+    BF16_MIN_WIDTH[cell] (its input, the embedding's output, is float32 already)."""
     narrow = (
         device_type == "cpu" and torch.is_autocast_enabled("cpu") and width < BF16_MIN_WIDTH[cell]
     )
-    if not narrow:
-        yield False
-        return
-    with torch.autocast("cpu", enabled=False):
-        yield True
+    with torch.autocast("cpu", enabled=False) if narrow else contextlib.nullcontext():
+        yield
 
 
 def as_dtype(hidden: Hidden, dtype: torch.dtype) -> Hidden:

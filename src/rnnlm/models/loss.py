@@ -95,8 +95,9 @@ def _chunked(
         z = flat[: v * c].view(v, c)
         z_mm = flat_mm[: v * c].view(v, c)
         torch.mm(w_mm, h_mm[start:stop].t(), out=z_mm)  # logits without the bias (V, c)
+        w_y = weight[yc] if mixed or need_h else None  # the target rows of W (c, H)
         # The target's logit in `acc` from the unrounded operands (a (c, H) product: cheap).
-        z_y = z_mm[yc, cols] if not mixed else torch.linalg.vecdot(hc, weight[yc])
+        z_y = torch.linalg.vecdot(hc, w_y) if mixed else z_mm[yc, cols]
         shift = z_mm.max().to(acc).view(1, 1)  # (1, 1): a `low` z_mm is promoted to `acc` below
         if bias_col is not None:
             z_y += bias[yc]
@@ -138,7 +139,7 @@ def _chunked(
                 gh.copy_(torch.mm(z_mm.t(), w_mm))  # E^T W
             else:
                 torch.mm(z.t(), weight, out=gh)  # E^T W
-            gh.mul_(inv).sub_(weight[yc], alpha=scale)  # - Y^T W: the target rows of W
+            gh.mul_(inv).sub_(w_y, alpha=scale)  # - Y^T W: the target rows of W
         if need_w:
             hs = hc * inv
             if mixed:  # E diag(1/sums) h, rounded to `low` once per chunk, summed in `acc`

@@ -244,8 +244,8 @@ class RNNLM(nn.Module):
                 raw, hidden = self.stack(drop(emb, self.dropout, self.training), hidden)
                 out = drop(raw, self.dropout, self.training)
         else:
-            with classic.recurrence_precision(self.cell, self.hidden_dim, emb.device.type) as fp32:
-                out, raw, hidden = self._classic_layers(emb.float() if fp32 else emb, hidden)
+            with classic.recurrence_precision(self.cell, self.hidden_dim, emb.device.type):
+                out, raw, hidden = self._classic_layers(emb, hidden)
             hidden = classic.as_dtype(hidden, self.embedding.weight.dtype)
         if self.training and (self.ar_alpha or self.tar_beta):
             # AR on the dropped output, TAR on the raw output's step-to-step change (AWD-LSTM).

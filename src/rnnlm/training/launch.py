@@ -4,6 +4,7 @@ the overrides it was started with, the hyperparameters TensorBoard shows, the al
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rnnlm.config import in_multirun
 from rnnlm.errors import UserError
+from rnnlm.training.run_folder import launch_world
 
 # Overrides that say where or how to run, not what is trained: left out of TensorBoard run names.
 _NOT_IN_RUN_NAME = (
@@ -79,14 +81,12 @@ def check_torchrun(cfg: DictConfig) -> None:
     Lightning reads the ranks from torchrun and the data module shards by the global rank, so
     `trainer.num_nodes` x `trainer.devices` must be torchrun's `--nnodes` x `--nproc-per-node`.
     """
-    import os
-
     if in_multirun():
         raise UserError(
             "a multirun (-m) under torchrun would run the whole sweep on every rank: start one torchrun "
             "command per job, without -m (or use hydra/launcher=slurm so SLURM starts the ranks)"
         )
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launch_world()
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     devices = _device_count(cfg.trainer.get("devices", "auto"), cfg.trainer.get("accelerator"))
     nodes = int(cfg.trainer.get("num_nodes", 1) or 1)
