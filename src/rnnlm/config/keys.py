@@ -190,7 +190,19 @@ def check(cfg: DictConfig, defaults: DictConfig) -> None:
 def check_data_files(cfg: DictConfig) -> None:
     """A corpus folder that is missing, or lacks or has an empty split file, is known before any run."""
     data = cfg.get("data")
-    if not isinstance(data, DictConfig) or not data.get("path"):
+    if not isinstance(data, DictConfig):
+        return
+    if str(data.get("_target_", "")).endswith("PairDataModule"):  # translation pairs: .tsv/.jsonl
+        from rnnlm.data.pairs import check_pair_config
+
+        keys = OmegaConf.to_container(data, resolve=False)
+        try:
+            keys["path"] = data.get("path")
+        except OmegaConfBaseException:  # an interpolation that only resolves inside a Hydra run
+            keys["path"] = None
+        check_pair_config(keys)
+        return
+    if not data.get("path"):
         return
     try:
         path = str(data.path)

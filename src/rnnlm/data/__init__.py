@@ -1,4 +1,5 @@
-"""Corpora, tokenizers, the token-stream layout and the DataModule. Never imports models.
+"""Corpora, tokenizers, the token-stream layout and the DataModules (language models, translation
+pairs). Never imports models.
 
 Names are imported on first use, so the light parts (sources, tokenizers) can be used before torch and
 Lightning are loaded (the config check at start-up does).
@@ -10,6 +11,9 @@ from rnnlm.lazy import lazy_getattr
 
 _WHERE = {
     "LMDataModule": "rnnlm.data.datamodule",
+    "PairDataModule": "rnnlm.data.pair_datamodule",
+    "PairTokenizer": "rnnlm.data.pair_tokenizer",
+    "SideTokenizer": "rnnlm.data.pair_tokenizer",
     "Windows": "rnnlm.data.layout",
     "batchify": "rnnlm.data.layout",
     "shard": "rnnlm.data.layout",

@@ -1,5 +1,6 @@
 """Standard corpora by name (`data=wikitext2`, `ptb`, `ptb_char`, `wikitext103`, `tinyshakespeare`,
-`enwik8`): downloaded once, checked, unpacked into `train.txt`/`valid.txt`/`test.txt`, then read offline.
+`enwik8`): downloaded once, checked, unpacked into `train.txt`/`valid.txt`/`test.txt`, then read offline;
+the translation pairs `data=tatoeba_eng_fra` likewise into `train.tsv`/`valid.tsv`/`test.tsv`.
 
 Layout under the cache folder (`paths.data_dir`, default `~/.cache/rnnlm`):
 
@@ -28,12 +29,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from rnnlm.data.pairs import write_tatoeba_splits
 from rnnlm.data.sources import SPLITS, CorpusError
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,8 @@ class DatasetSpec:
 
     Either `members` (split -> path of a file inside the archive), or `source` (one file: a member of
     the archive, or "" for the downloaded file itself) cut into splits at `cuts` (split -> (start, stop)
-    in percent of its bytes; several splits may share a range).
+    in percent of its bytes; several splits may share a range), or `source` handed to `write`, which
+    writes the split files (`train<suffix>`, ...) into a folder itself.
     """
 
     url: str
@@ -56,6 +59,8 @@ class DatasetSpec:
     source: str | None = None
     cuts: dict[str, tuple[int, int]] = field(default_factory=dict)
     about: str = ""
+    write: Callable[[IO[bytes], Path], None] | None = None
+    suffix: str = ".txt"
 
 
 # The published locations and, where one is published, the SHA-256 of the file at that location.
@@ -97,6 +102,14 @@ DATASETS: dict[str, DatasetSpec] = {
         source="enwik8",
         cuts={"train": (0, 90), "valid": (90, 95), "test": (95, 100)},
         about="enwik8 (Hutter Prize), bytes 0-90M train, 90M-95M valid, 95M-100M test",
+    ),
+    "tatoeba_eng_fra": DatasetSpec(
+        url="https://www.manythings.org/anki/fra-eng.zip",
+        sha256=None,  # republished as Tatoeba grows: no fixed checksum
+        source="fra.txt",
+        write=write_tatoeba_splits,
+        suffix=".tsv",
+        about="Tatoeba English-French pairs (manythings.org, CC BY 2.0), split by MD5(English) % 40",
     ),
 }
 
@@ -144,7 +157,7 @@ def _fetch(url: str, dest: Path, sha256: str | None, target: Path, spec: Dataset
                 raise DownloadError(
                     f"could not download {url} ({reason}). Without network: fetch that file elsewhere "
                     f"and put it at {dest} (it is checked and unpacked on the next run), or write the "
-                    f"splits train.txt, valid.txt and test.txt (from {_expected_files(spec)}) into "
+                    f"splits {', '.join(s + spec.suffix for s in SPLITS)} (from {_expected_files(spec)}) into "
                     f"{target}/ yourself"
                 ) from None
             out.flush()
@@ -244,6 +257,10 @@ def _write_splits(spec: DatasetSpec, archive: Path, folder: Path) -> None:
                 raise DownloadError(
                     f"{archive} has no member {name!r}: expected {_expected_files(spec)}"
                 )
+        if spec.write is not None:
+            with members[name]() as src:
+                spec.write(src, folder)
+            return
         source = folder / ".source"
         with members[name]() as src:
             _copy(src, source)
