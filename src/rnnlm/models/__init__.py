@@ -18,6 +18,12 @@ _WHERE = {
     "TransformerLM": "rnnlm.models.transformer",
     "linear_cross_entropy": "rnnlm.models.loss",
     "linear_scan": "rnnlm.models.scan",
+    "Seq2SeqAttention": "rnnlm.models.seq2seq",
+    "Seq2SeqTransformer": "rnnlm.models.seq2seq_transformer",
+    "ConditionalLM": "rnnlm.models.conditional",
+    "TranslationModel": "rnnlm.models.seq2seq_base",
+    "greedy": "rnnlm.models.beam",
+    "beam_search": "rnnlm.models.beam",
 }
 
 
