@@ -150,7 +150,10 @@ def _train(cfg: DictConfig) -> float:
 
 def _evaluate(cfg: DictConfig) -> dict:
     from rnnlm.evaluate import evaluate
+    from rnnlm.evaluate_translation import evaluate_translation, is_translation
 
+    if is_translation(cfg.ckpt_path):
+        return evaluate_translation(cfg)
     return evaluate(cfg)
 
 
@@ -158,6 +161,12 @@ def _generate(cfg: DictConfig) -> list[str]:
     from rnnlm.generate import generate
 
     return generate(cfg)
+
+
+def _translate(cfg: DictConfig) -> list[str]:
+    from rnnlm.translate import translate
+
+    return translate(cfg)
 
 
 def _search(cfg: DictConfig) -> list:
@@ -197,6 +206,7 @@ def _serve(cfg: DictConfig) -> None:
 train_cli = hydra_entry(_train, "train")
 eval_cli = hydra_entry(_evaluate, "eval")
 generate_cli = hydra_entry(_generate, "generate")
+translate_cli = hydra_entry(_translate, "translate")
 search_cli = hydra_entry(_search, "search")
 rank_cli = hydra_entry(_rank, "rank")
 export_cli = _export_main

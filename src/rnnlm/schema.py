@@ -153,6 +153,16 @@ KEYS: dict[str, Rule] = {
     "top_p": optional(
         Rule(lambda v: is_number(v) and 0 < v <= 1, "must be in (0, 1] (1 keeps every token)")
     ),
+    # translation decoding (train/eval's `decode:` block, translate.py): rnnlm.inference.translator
+    "decode.beam_size": count(1, "must be an integer >= 1 (1: greedy decoding, 5 a usual beam)"),
+    "decode.val_beam_size": count(1, "must be an integer >= 1 (1: greedy decoding)"),
+    "decode.length_penalty": at_least(0, "must be >= 0 (0: none; 0.6 is GNMT's)"),
+    "decode.max_len": count(),
+    "decode.batch_size": count(),
+    "decode.val_sentences": optional(count()),
+    "decode.samples": count(0),
+    "beam_size": count(1, "must be an integer >= 1 (1: greedy decoding, 5 a usual beam)"),
+    "length_penalty": at_least(0, "must be >= 0 (0: none; 0.6 is GNMT's)"),
     # export: rnnlm.export
     "format": one_of(
         EXPORT_FORMATS, "must be hub or onnx: rnnlm-export hub|onnx ckpt_path=... out=..."

@@ -17,7 +17,15 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # Highest first; the packages (or top-level modules) of one row may not import each other.
 LAYERS: list[set[str]] = [
     {"rnnlm", "cli"},
-    {"applications", "evaluate", "generate", "export", "serve"},
+    {
+        "applications",
+        "evaluate",
+        "evaluate_translation",
+        "generate",
+        "translate",
+        "export",
+        "serve",
+    },
     {"training", "adaptation"},
     {"report"},
     {"inference"},

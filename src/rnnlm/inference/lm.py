@@ -28,7 +28,7 @@ from torch import nn
 from rnnlm.data.layout import windows
 from rnnlm.data.tokenizers import Tokenizer, tokenizer_from_dict
 from rnnlm.inference import hub
-from rnnlm.inference.checkpoint import build_from_checkpoint, load_checkpoint
+from rnnlm.inference.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
 from rnnlm.inference.decoding import continuation, decode_pieces, encode_text, start_id
 from rnnlm.inference.sampling import check_sampling, next_token
 from rnnlm.models import RNNLM, TransformerLM
@@ -98,6 +98,11 @@ class LanguageModel:
         if hub.is_pretrained(path):
             return cls.from_pretrained(path, device=device)
         ckpt = load_checkpoint(path, map_location=device)
+        if ckpt["rnnlm"].get("task") == "translation":
+            raise CheckpointError(
+                f"{path} is a translation checkpoint, not a language model: translate with "
+                f'src/translate.py ckpt_path={path} text="..." (or rnnlm.Translator.load)'
+            )
         hp = ckpt["hyper_parameters"]
         model = build_from_checkpoint(
             hp["model"], MODEL_CLASSES, path, "model", vocab_size=hp["vocab_size"]
@@ -136,6 +141,11 @@ class LanguageModel:
 
         found = hub.read_pretrained(name, revision=revision, cache_dir=cache_dir)
         cfg = found.config
+        if isinstance(cfg.get("model"), dict) and cfg["model"].get("task") == "translation":
+            raise hub.PretrainedError(
+                f"{name} holds a translation model, not a language model: load it with "
+                f'rnnlm.Translator.load, or src/translate.py ckpt_path={name} text="..."'
+            )
         model = build_from_checkpoint(
             cfg["model"], MODEL_CLASSES, found.source, "model", vocab_size=cfg["vocab_size"]
         )

@@ -63,7 +63,7 @@ class TokensPerSecond(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         now = time.perf_counter()
-        tokens = batch[1].numel() * trainer.world_size
+        tokens = pl_module.batch_tokens(batch) * trainer.world_size
         self._batches += 1
         if self._last_end is not None and self._batches > self.warmup_steps:
             self.steady_tokens += tokens
@@ -97,7 +97,7 @@ class TokensPerSecond(L.Callback):
         dataloader_idx=0,  # noqa: ANN001
     ) -> None:
         if self._val_t0 is not None:
-            self.val_tokens += batch[1].numel() * trainer.world_size
+            self.val_tokens += pl_module.batch_tokens(batch) * trainer.world_size
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._val_t0 is not None:
@@ -139,6 +139,8 @@ class TextSample(L.Callback):
     @rank_zero_only
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or pl_module.tokenizer is None:
+            return
+        if getattr(pl_module, "task", "lm") != "lm":  # a translation module logs its translations
             return
         lm = LanguageModel(pl_module.model, pl_module.tokenizer)
         weights = getattr(pl_module, "evaluation_weights", contextlib.nullcontext)

@@ -65,7 +65,11 @@ def print_resuming(cfg: DictConfig, record: RunRecord, ckpt: dict, ckpt_path: st
 
 
 def print_summary(
-    cfg: DictConfig, trainer: L.Trainer, best_val_ppl: float, test_ppl: float
+    cfg: DictConfig,
+    trainer: L.Trainer,
+    best_val_ppl: float,
+    test_ppl: float,
+    translation: dict[str, float] | None = None,
 ) -> None:
     if trainer.global_rank != 0:
         return
@@ -79,8 +83,15 @@ def print_summary(
         + ("test=false" if not cfg.get("test", True) else "the fit did not finish")
         + ")",
     ]
-    if cfg.data.tokenizer in CHAR_LEVEL and math.isfinite(best_val_ppl):
+    if cfg.data.tokenizer in CHAR_LEVEL and math.isfinite(best_val_ppl) and not translation:
         lines.append(f"best val bpc:        {math.log2(best_val_ppl):.4f}")
+    if translation:
+        lines.append(f"best val BLEU:       {translation.get('best_val_bleu', math.nan):.2f}")
+        if "test_bleu" in translation:
+            lines.append(
+                f"test BLEU / chrF:    {translation['test_bleu']:.2f} / "
+                f"{translation['test_chrf']:.2f} (best checkpoint)"
+            )
     if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path:
         lines.append(f"best checkpoint:     {trainer.checkpoint_callback.best_model_path}")
     lines.append(

@@ -56,7 +56,7 @@ class LMModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer", "config"], logger=False)
-        self.model = instantiate(model, vocab_size=vocab_size)
+        self.model = self.build_model(model, vocab_size)
         # `compile=true`: torch.compile the forward + loss (the model's own modules and weights are
         # untouched, so checkpoints are the same); the first steps pay for the compilation.
         self._nll = torch.compile(self.model.nll) if compile else self.model.nll
@@ -87,9 +87,19 @@ class LMModule(L.LightningModule):
             None  # the text trained on (set by train(), checked on resume)
         )
 
+    task = "lm"  # what the checkpoints hold (a translation module: "translation")
+
+    def build_model(self, model: dict, vocab_size: int) -> torch.nn.Module:
+        """The model from its plain config dict (a subclass builds another kind of model)."""
+        return instantiate(model, vocab_size=vocab_size)
+
     @property
     def num_parameters(self) -> int:
         return num_parameters(self.model)
+
+    def batch_tokens(self, batch: tuple[Tensor, Tensor]) -> int:
+        """Target tokens in a batch: what tokens/s counts."""
+        return batch[1].numel()
 
     # -- the step ------------------------------------------------------------------------------------
     def _step(self, stage: str, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, int]:
@@ -272,7 +282,8 @@ class LMModule(L.LightningModule):
     # -- optimisation --------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         total = self.trainer.estimated_stepping_batches
-        sparse = self.model.embedding.weight if self.model.embedding.sparse else None
+        embedding = getattr(self.model, "embedding", None)
+        sparse = embedding.weight if getattr(embedding, "sparse", False) else None
         self._trained = list(self.parameters())  # what clipping reads, in the same order every step
         optimizer = optim_lib.build_optimizer(self.hparams.optim, self._trained, sparse, total)
         scheduler = optim_lib.build_scheduler(self.hparams.scheduler, optimizer, total)

@@ -159,6 +159,12 @@ def _fit_and_test(
     datamodule.check_layout()
 
     config = OmegaConf.to_container(cfg, resolve=True)
+    translation = getattr(datamodule, "task", "lm") == "translation"
+    if cfg.get("model_budget") and translation:
+        raise UserError(
+            "model_budget sizes language models; for a translation model set its widths "
+            "(e.g. model.hidden_dim=512) and leave model_budget=null"
+        )
     if cfg.get("model_budget"):  # the width that gives the model about this many parameters
         config["model"], count = fit_budget(config["model"], tokenizer.vocab_size, cfg.model_budget)
         with open_dict(cfg):
@@ -171,19 +177,10 @@ def _fit_and_test(
         trainer_cfg.get("precision", "auto"), trainer_cfg.get("accelerator")
     )
     trainer_cfg["precision"] = precision.value
-    module = LMModule(
-        model=config["model"],
-        optim=config["optim"],
-        scheduler=config.get("scheduler") or None,
-        vocab_size=tokenizer.vocab_size,
-        tokenizer=tokenizer,
-        config=config,
-        detect_nonfinite=detect_nonfinite,
-        compile=bool(cfg.get("compile", False)),
-    )
+    module = _build_module(cfg, config, datamodule, tokenizer, detect_nonfinite)
     module.corpus_fingerprint = datamodule.corpus_fingerprint
     module.command = command_line()
-    kind = cfg.model.get("cell") or str(cfg.model._target_).rsplit(".", 1)[-1]
+    kind = _model_kind(cfg, module)
     log.info("model: %s, %s parameters", kind, f"{module.num_parameters:,}")
     log.info("precision: %s (%s)", precision.value, precision.reason)
     if launch_rank() == 0:  # printed: a sweep's runs compare by it
@@ -249,12 +246,17 @@ def _fit_then_test(
     # No validation ran (limit_val_batches=0, val_check_interval past the end): no figure, not exp(inf).
     best_val_ppl = perplexity(best_val_loss) if math.isfinite(best_val_loss) else math.nan
     test_ppl = math.nan
+    translation = _translation_scores(module, logged)
     finished = trainer.state.status.value == "finished" and not trainer.interrupted
     if cfg.get("test", True) and finished:
         ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt or None, verbose=False)
         if results:
             test_ppl = results[0].get("test/ppl", math.nan)
+            if translation:
+                translation.update(
+                    {f"test_{k}": results[0].get(f"test/{k}", math.nan) for k in ("bleu", "chrf")}
+                )
     # An attempt that trained nothing (a finished run resumed as it was) keeps the speed figures.
     speed = {}
     if totals["tokens_trained_here"] > 0 and train_time > 0:
@@ -271,12 +273,68 @@ def _fit_then_test(
         **speed,
         epochs=totals["epochs"],
         steps=totals["steps"],
+        **translation,
     )
-    trackers.log_final(
-        loggers, {"val/best_ppl": best_val_ppl, "test/ppl": test_ppl}, trainer.global_step
+    final = {"val/best_ppl": best_val_ppl, "test/ppl": test_ppl}
+    final.update(
+        {k.replace("_", "/", 1): v for k, v in translation.items() if k.startswith("test_")}
     )
-    print_summary(cfg, trainer, best_val_ppl, test_ppl)
+    trackers.log_final(loggers, final, trainer.global_step)
+    print_summary(cfg, trainer, best_val_ppl, test_ppl, translation)
     return best_val_ppl
+
+
+def _translation_scores(module: LMModule, logged: dict) -> dict[str, float]:
+    """A translation run's BLEU/chrF for result.json (empty for a language model): the best validation
+    BLEU, and the last validation's BLEU and chrF."""
+    if module.task != "translation":
+        return {}
+    best = getattr(module, "best_val_bleu", -math.inf)
+    if not math.isfinite(best):
+        best = float(logged.get("val/best_bleu", math.nan))
+    return {
+        "best_val_bleu": best,
+        "val_bleu": float(logged.get("val/bleu", math.nan)),
+        "val_chrf": float(logged.get("val/chrf", math.nan)),
+    }
+
+
+def _build_module(
+    cfg: DictConfig, config: dict, datamodule: Any, tokenizer: Any, detect_nonfinite: bool
+) -> LMModule:
+    """A language model's module, or for pairs data (data=tatoeba_eng_fra, data=pairs) a translation
+    module around an encoder-decoder or, for a language model config, a conditional LM."""
+    common = {
+        "model": config["model"],
+        "optim": config["optim"],
+        "scheduler": config.get("scheduler") or None,
+        "tokenizer": tokenizer,
+        "config": config,
+        "detect_nonfinite": detect_nonfinite,
+        "compile": bool(cfg.get("compile", False)),
+    }
+    if getattr(datamodule, "task", "lm") != "translation":
+        return LMModule(vocab_size=tokenizer.vocab_size, **common)
+    from rnnlm.training.translation import TranslationModule
+
+    return TranslationModule(
+        src_vocab=tokenizer.source.vocab_size,
+        tgt_vocab=tokenizer.target.vocab_size,
+        shared=tokenizer.shared,
+        decode=config.get("decode"),
+        **common,
+    )
+
+
+def _model_kind(cfg: DictConfig, module: LMModule) -> str:
+    """What the start-up line calls the model: its cell (gru), class, and for translation its form."""
+    target = str(cfg.model._target_).rsplit(".", 1)[-1]
+    cell = cfg.model.get("cell")
+    if module.task != "translation":
+        return cell or target
+    if target in ("RNNLM", "TransformerLM"):
+        return f"conditional LM ({cell or target})"
+    return f"{target} ({cell})" if cell else target
 
 
 class _BeginAttempt(L.Callback):

@@ -127,7 +127,11 @@ class ValidationHistory(L.Callback):
         if "val/ppl" not in m:
             return
         row = {"step": trainer.global_step, "val_ppl": float(m["val/ppl"])}
-        for key, name in (("train/tokens_seen", "tokens"), ("train/time_s", "seconds")):
+        for key, name in (
+            ("train/tokens_seen", "tokens"),
+            ("train/time_s", "seconds"),
+            ("val/bleu", "val_bleu"),
+        ):
             if key in m:
                 row[name] = float(m[key])
         with self.path.open("a", encoding="utf-8") as f:
