@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from rnnlm.inference.lm import LanguageModel
+    from rnnlm.inference.translator import Translator
 
 
 def __getattr__(name: str):  # lazy, so `import rnnlm.models` does not pull in Hydra or Lightning
@@ -15,7 +16,11 @@ def __getattr__(name: str):  # lazy, so `import rnnlm.models` does not pull in H
         from rnnlm.inference.lm import LanguageModel
 
         return LanguageModel
+    if name == "Translator":
+        from rnnlm.inference.translator import Translator
+
+        return Translator
     raise AttributeError(f"module 'rnnlm' has no attribute {name!r}")
 
 
-__all__ = ["LanguageModel", "__version__"]
+__all__ = ["LanguageModel", "Translator", "__version__"]

@@ -103,6 +103,7 @@ KEYS: dict[str, Rule] = {
     "model.chunk_size": count(),
     "model.window": one_of((1, 2)),
     "model.num_heads": count(),
+    "model.attention": one_of(("bahdanau", "luong")),
     "model.max_len": count(),
     "model.memory": count(0),
     # optim, scheduler: rnnlm.training.optim, nt_asgd, schedules
