@@ -211,22 +211,21 @@ def main(argv: list[str] | None = None) -> int:
         direction = "fr-en" if "data.direction=fr-en" in overrides else "en-fr"
         run_dir = work / key
         budget = minutes if key == "attn" or args.quick else (args.other_minutes or minutes)
-        result = train(overrides, args.data, budget, run_dir, args.quick)
-        ckpt = run_dir / "checkpoints" / "best.ckpt"
-        row = {
-            "key": key,
-            "what": what,
-            "direction": direction,
-            "minutes": budget,
-            **{k: result.get(k) for k in ("test_bleu", "test_chrf", "best_val_bleu", "epochs")},
-        }
-        sub = subset_scores(ckpt, args.data, direction, args.quick)
-        row.update(subset_bleu=sub["bleu"], subset_chrf=sub["chrf"])
-        if key == "attn":
-            beam_rows = beam_vs_greedy(ckpt, args.data, direction, args.quick)
+        row = {"key": key, "what": what, "direction": direction, "minutes": budget}
+        try:  # a failed case is a row that says so; the others still run
+            result = train(overrides, args.data, budget, run_dir, args.quick)
+            keys = ("test_bleu", "test_chrf", "best_val_bleu", "epochs", "steady_tokens_per_sec")
+            row.update({k: result.get(k) for k in keys})
+            ckpt = run_dir / "checkpoints" / "best.ckpt"
+            sub = subset_scores(ckpt, args.data, direction, args.quick)
+            row.update(subset_bleu=sub["bleu"], subset_chrf=sub["chrf"])
+            if key == "attn":
+                beam_rows = beam_vs_greedy(ckpt, args.data, direction, args.quick)
+        except Exception as err:  # noqa: BLE001
+            row["what"] += f" (failed: {str(err).strip().splitlines()[0][:200]})"
         rows.append(row)
         print(json.dumps(row), flush=True)
-    (work / "rows.json").write_text(json.dumps({"rows": rows, "beam": beam_rows}, indent=1))
+        (work / "rows.json").write_text(json.dumps({"rows": rows, "beam": beam_rows}, indent=1))
     body = [
         "## Translation: Tatoeba English -> French in a time budget",
         "",
