@@ -28,8 +28,9 @@ report: install ## compare a multirun's jobs: RUN=outputs/train/multiruns/<times
 	@test -n "$(RUN)" || { echo "error: say which multirun: make report RUN=outputs/train/multiruns/<timestamp> (or RUN=latest)" >&2; exit 2; }
 	$(PY) src/report.py "$(RUN)"
 
-bench-quality: install ## quality in a time budget (about 100 min on 2 cores): word 15 min x 3, char 20 min x 2 (the recipes, a parallel cell), then scoring with test-time adaptation -> docs/benchmarks.md; ARGS="--quick" for a smoke run
+bench-quality: install ## quality in a time budget (about 100 min on 2 cores): word 15 min x 3, char 20 min x 2 (the recipes, a parallel cell), then scoring with test-time adaptation; then translation (bench/translation.py, Tatoeba, 20 min x 6: the PyTorch tutorial's seq2seq, rnnlm's three models, fr->en) -> docs/benchmarks.md; ARGS="--quick" for a smoke run
 	$(PY) bench/quality.py $(ARGS)
+	$(PY) bench/translation.py $(filter --quick,$(ARGS))
 
 # Test workers (pytest-xdist): most tests are subprocess runs that spend their time importing torch and
 # Lightning on one core, so one worker per core (auto) cuts the 2-core suite from ~590 s to ~390 s.

@@ -132,6 +132,19 @@ def test_the_translator_api_and_the_hub_format(runs: dict[str, Path], tmp_path: 
         LanguageModel.load(folder)
 
 
+def test_export_hub_writes_a_folder_the_translator_reads(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    from rnnlm import Translator
+
+    ckpt = runs["translate_attn"] / "checkpoints" / "best.ckpt"
+    done = run_script("export", ["hub", f"ckpt_path={ckpt}", f"out={tmp_path / 'hub'}"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    texts = ["Hi.", "Where is the station?"]
+    want = Translator.load(ckpt).translate(texts, beam_size=2)
+    assert Translator.load(tmp_path / "hub").translate(texts, beam_size=2) == want
+
+
 @pytest.mark.parametrize(
     ("script", "which", "needle"),
     [
@@ -169,3 +182,94 @@ def test_bad_settings_are_refused_in_one_line(
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], done.stderr[-2000:]
+
+
+# -- the documented commands (docs/translation.md and the README's translation lines) --------------------
+DOCS = [REPO_ROOT / "docs" / "translation.md", REPO_ROOT / "README.md"]
+TRANSLATION = ("experiment=translate_", "data=pairs", "data=tatoeba_eng_fra", "src/translate.py")
+
+
+def documented_commands(paths: dict[str, str]) -> list[list[str]]:
+    """The translation commands of the docs' ```bash blocks, placeholders filled."""
+    import re
+    import shlex
+
+    found = []
+    for doc in DOCS:
+        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
+            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+                if not any(k in line for k in TRANSLATION) and "<translation ckpt>" not in line:
+                    continue
+                for placeholder, value in paths.items():
+                    line = line.replace(placeholder, value)
+                found.append(shlex.split(line, comments=True))
+    return found
+
+
+def _placeholders(root: Path, ckpt: Path) -> dict[str, str]:
+    jsonl = root / "jsonl"
+    jsonl.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        rows = []
+        for line in (SHARED / f"{split}.tsv").open(encoding="utf-8"):
+            en, fr = line.rstrip("\n").split("\t")
+            rows.append(json.dumps({"document": en, "summary": fr}))
+            if len(rows) == 40:
+                break
+        (jsonl / f"{split}.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    sentences = root / "sentences.txt"
+    sentences.write_text("Hi.\nI am cold.\n", encoding="utf-8")
+    return {
+        "<translation ckpt>": str(ckpt),
+        "<sentences file>": str(sentences),
+        "<translations file>": str(root / "translations.txt"),
+        "<jsonl folder>": str(jsonl),
+    }
+
+
+def test_the_docs_show_every_translation_command() -> None:
+    commands = documented_commands({})
+    scripts = {Path(a[1]).stem for a in commands if a[0] == "python"}
+    assert {"train", "translate", "eval"} <= scripts
+    assert any("-m" in a for a in commands)
+
+
+def test_every_documented_translation_command_passes_the_front_door(tmp_path: Path) -> None:
+    from rnnlm.config import CONF_DIR
+    from rnnlm.config.check import plain_target_keys, validate_overrides
+
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(b"")  # the config check does not open it
+    for argv in documented_commands(_placeholders(tmp_path, ckpt)):
+        assert argv[0] == "python" and argv[1].startswith("src/"), argv
+        name = Path(argv[1]).stem
+        args = plain_target_keys(name, CONF_DIR, [a for a in argv[2:] if a != "-m"])
+        # a sweep's first value (every job composes the same way here)
+        validate_overrides(name, CONF_DIR, [a.split(",")[0] for a in args])
+
+
+@pytest.mark.slow
+def test_every_documented_translation_command_runs(runs: dict[str, Path], tmp_path: Path) -> None:
+    paths = _placeholders(tmp_path, runs["translate_attn"] / "checkpoints" / "best.ckpt")
+    pairs = write_pairs(tmp_path / "pairs")
+    failed = []
+    for n, argv in enumerate(documented_commands(paths)):
+        name = Path(argv[1]).stem
+        args = argv[2:]
+        if "data=tatoeba_eng_fra" in args:
+            continue  # a download (tests/data/test_pairs.py downloads it from a file:// URL)
+        if name == "train":
+            preset = next((a.split("=")[1] for a in args if a.startswith("experiment=")), "")
+            sizes = SIZES.get(preset, SIZES["translate_attn"])
+            if any(a.startswith("model=") for a in args):
+                sizes = SIZES["translate_lm"]
+            given = {a.split("=")[0] for a in args}
+            extra = [a for a in [*TINY, *sizes] if a.split("=")[0] not in given]
+            if not any(a.startswith("data.path=") for a in args):
+                extra.append(f"data.path={pairs}")
+            folder = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+            args = [*args, *extra, f"{folder}={tmp_path / f'run{n}'}"]
+        done = run_script(name, args, timeout=600)
+        if done.returncode != 0:
+            failed.append(f"{' '.join(argv)}\n{done.stderr[-1500:]}")
+    assert not failed, "\n\n".join(failed)

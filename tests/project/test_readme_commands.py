@@ -25,7 +25,9 @@ from rnnlm.config import CONF_DIR
 from rnnlm.config.check import plain_target_keys, validate_overrides
 
 README = REPO_ROOT / "README.md"
-CONFIGS = {"train", "eval", "generate", "search", "rank", "export", "serve"}
+CONFIGS = {"train", "eval", "generate", "translate", "search", "rank", "export", "serve"}
+# Translation commands: tests/e2e/test_translation_e2e.py runs them on pairs, with a translation checkpoint.
+TRANSLATION = ("experiment=translate_", "data=pairs", "data=tatoeba_eng_fra", "src/translate.py")
 # What the slow test cannot run here, and what it runs instead.
 NOT_HERE = {
     "trainer=gpu": "no GPU: its config is checked",
@@ -63,6 +65,7 @@ def _paths(root: Path, ckpt: str = "", sweep: str = "") -> dict[str, str]:
         "outputs/train/runs/<run>/checkpoints/best.ckpt": ckpt,
         "outputs/train/multiruns/<timestamp>": sweep,
         "<ckpt>": ckpt,
+        "<translation ckpt>": ckpt,
         "<file or folder>": str(text),
         "<dataset or folder>": str(hf),
         "<folder>": sweep,
@@ -193,6 +196,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
             cmd = [sys.executable, str(REPO_ROOT / argv[1]), *argv[2:]]  # run from `work`
             if any(k in a for a in argv for k in NOT_HERE):
                 continue  # checked by test_every_readme_command_passes_the_front_door
+            if any(k in a for a in argv for k in TRANSLATION):
+                continue  # run on pairs by tests/e2e/test_translation_e2e.py
             if name == "train":
                 # a sweep goes where `make report RUN=latest` looks (RNNLM_OUTPUT_DIR, a temp dir)
                 tiny = [

@@ -4,6 +4,7 @@ subset, the multi-reference score, and a few seconds of the reference loop end t
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,3 +115,38 @@ def test_reference_script_runs(tmp_path, direction):
     assert r["oov_source_words"] >= 1  # "new" / "nouveaux" was never seen in training: dropped
     lines = (tmp_path / "tr.jsonl").read_text().splitlines()
     assert len(lines) == r["sentences"] and "hypothesis" in json.loads(lines[0])
+
+
+def test_the_translation_benchmark_runs_quick(tmp_path: Path) -> None:
+    """bench/translation.py --quick: an rnnlm case trains, is scored on the full test split and on the
+    tutorial's subset, and beam search is timed against greedy."""
+    data = tmp_path / "pairs"
+    data.mkdir()
+    shared = ROOT.parent / "shared" / "data" / "tatoeba-eng-fra"
+    for split, n in (("train", 200), ("valid", 40), ("test", 300)):
+        with (shared / f"{split}.tsv").open(encoding="utf-8") as f:
+            (data / f"{split}.tsv").write_text("".join(next(f) for _ in range(n)), encoding="utf-8")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/translation.py",
+            "--quick",
+            "--only",
+            "attn",
+            "--data",
+            str(data),
+            "--work",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(next((tmp_path / "work").glob("*/rows.json")).read_text())
+    (row,) = rows["rows"]
+    assert "failed" not in row["what"] and 0 <= row["test_bleu"] <= 100
+    assert 0 <= row["subset_bleu"] <= 100
+    assert [b["beam"] for b in rows["beam"]] == [1, 5]

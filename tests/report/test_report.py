@@ -240,3 +240,30 @@ def test_installed_command_answers_like_the_script(tmp_path: Path) -> None:
     assert proc.stderr.strip() == (
         f"error: no multirun under {tmp_path}/train/multiruns: run one first (`python src/train.py -m ...`)"
     )
+
+
+def test_a_translation_sweep_shows_bleu_and_chrf(tmp_path: Path) -> None:
+    """Jobs whose result.json has BLEU (translation runs) get BLEU and chrF columns and a best-BLEU line."""
+    from rnnlm.report.jobs import build_report
+    from rnnlm.report.render import markdown, summary_lines
+
+    for n, (bleu, attention) in enumerate(((31.5, "bahdanau"), (29.25, "luong"))):
+        job = tmp_path / str(n)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(
+            f"- experiment=translate_attn\n- model.attention={attention}\n"
+        )
+        result = {
+            "status": "finished",
+            "best_val_ppl": 6.0 + n,
+            "test_ppl": 6.5,
+            "best_val_bleu": bleu,
+            "test_bleu": bleu + 1,
+            "test_chrf": 55.0,
+        }
+        (job / "result.json").write_text(json.dumps(result))
+    report = build_report(tmp_path)
+    md = markdown(report, with_plot=False)
+    assert "best val BLEU | test BLEU | test chrF" in md
+    assert "| 31.50 | 32.50 | 55.00 |" in md
+    assert any("best validation BLEU: 31.50, job 0" in line for line in summary_lines(report))

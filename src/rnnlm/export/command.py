@@ -11,10 +11,22 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rnnlm.errors import UserError
+from rnnlm.inference import hub
 from rnnlm.inference.lm import LanguageModel
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
+    if cfg.format == "hub" and _is_translation(str(cfg.ckpt_path)):
+        from rnnlm.inference.translator import Translator
+
+        translator = Translator.load(cfg.ckpt_path)
+        folder = translator.save_pretrained(cfg.out)
+        print(f"saved {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}", flush=True)
+        done: dict[str, Any] = {"out": str(folder)}
+        if cfg.repo_id:
+            done["url"] = hub.push_folder(folder, cfg.repo_id, private=bool(cfg.private))
+            print(f"uploaded to {done['url']}", flush=True)
+        return done
     lm = LanguageModel.load(cfg.ckpt_path)
     if cfg.format == "hub":
         folder = lm.save_pretrained(cfg.out)
@@ -35,6 +47,17 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         written["greedy_matches"] = check_greedy(lm, written["path"])
         print("checked: ONNX Runtime's greedy text equals PyTorch's", flush=True)
     return written
+
+
+def _is_translation(path: str) -> bool:
+    """A translation run's checkpoint (the Hub format holds it; ONNX export is for language models)."""
+    from pathlib import Path
+
+    from rnnlm.inference.checkpoint import load_checkpoint
+
+    if not Path(path).expanduser().is_file():
+        return False  # LanguageModel.load says what is wrong with it
+    return load_checkpoint(path)["rnnlm"].get("task") == "translation"
 
 
 def check_greedy(lm: LanguageModel, path: Any, tokens: int = 20) -> bool:

@@ -210,6 +210,14 @@ class Translator:
             folder, self.model, spec, self.model.tgt_vocab, self.tokenizer.to_dict(), self.training
         )
 
+    def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None) -> str:
+        """Save in the Hub format and upload to the Hub repo `repo_id` (created if absent); its URL."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return hub.push_folder(tmp, repo_id, private=private, token=token)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -40,6 +40,9 @@ class Job:
     num_parameters: int | None = None
     best_val_ppl: float | None = None
     test_ppl: float | None = None
+    best_val_bleu: float | None = None  # translation runs: BLEU and chrF (0-100)
+    test_bleu: float | None = None
+    test_chrf: float | None = None
     tokens_per_sec: float | None = None
     tokens_seen: int | None = None
     wall_time_s: float | None = None
@@ -58,6 +61,11 @@ class Report:
     jobs: list[Job]
     common: list[str]  # overrides every job has
     optuna: dict[str, Any] | None = None
+
+    @property
+    def translation(self) -> bool:
+        """Whether the jobs translate (their result.json has BLEU): the table shows BLEU and chrF."""
+        return any(j.best_val_bleu is not None or j.test_bleu is not None for j in self.jobs)
 
     @property
     def best(self) -> Job | None:
@@ -192,6 +200,9 @@ def read_job(job_dir: Path) -> Job:
         num_parameters=_number(result.get("num_parameters"), int),
         best_val_ppl=_number(result.get("best_val_ppl")),
         test_ppl=_number(result.get("test_ppl")),
+        best_val_bleu=_number(result.get("best_val_bleu")),
+        test_bleu=_number(result.get("test_bleu")),
+        test_chrf=_number(result.get("test_chrf")),
         tokens_per_sec=_number(result.get("tokens_per_sec")),
         tokens_seen=_number(result.get("tokens_seen"), int),
         wall_time_s=_number(result.get("wall_time_s")),

@@ -19,6 +19,9 @@ CSV_COLUMNS = [
     "num_parameters",
     "best_val_ppl",
     "test_ppl",
+    "best_val_bleu",
+    "test_bleu",
+    "test_chrf",
     "tokens_per_sec",
     "wall_time_s",
     "tokens_seen",
@@ -33,6 +36,10 @@ def _fmt_int(value: int | float | None) -> str:
 
 def _fmt_ppl(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+def _fmt_score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -62,18 +69,29 @@ def _md_overrides(overrides: list[str]) -> str:
 def table(report: Report) -> str:
     """The Markdown table, one row per job."""
     best = report.best
+    bleu = report.translation  # translation jobs: BLEU and chrF beside the perplexities
     rows = [
-        "| job | overrides | status | parameters | best val ppl | test ppl | tokens/s | wall time |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| job | overrides | status | parameters | best val ppl | test ppl | "
+        + ("best val BLEU | test BLEU | test chrF | " if bleu else "")
+        + "tokens/s | wall time |",
+        "| --- | --- | --- | ---: | ---: | ---: | "
+        + ("---: | ---: | ---: | " if bleu else "")
+        + "---: | ---: |",
     ]
     for j in report.jobs:
         val = _fmt_ppl(j.best_val_ppl)
         if j is best and len(report.jobs) > 1:
             val = f"**{val}**"
         overrides = "?" if j.overrides is None else _md_overrides(j.varying)
+        scores = (
+            f"{_fmt_score(j.best_val_bleu)} | {_fmt_score(j.test_bleu)} | {_fmt_score(j.test_chrf)} | "
+            if bleu
+            else ""
+        )
         rows.append(
             f"| {_md_cell(j.name)} | {overrides} | {j.status} | {_fmt_int(j.num_parameters)} | {val} "
-            f"| {_fmt_ppl(j.test_ppl)} | {_fmt_int(j.tokens_per_sec)} | {_fmt_time(j.wall_time_s)} |"
+            f"| {_fmt_ppl(j.test_ppl)} | {scores}{_fmt_int(j.tokens_per_sec)} | "
+            f"{_fmt_time(j.wall_time_s)} |"
         )
     return "\n".join(rows)
 
@@ -90,6 +108,13 @@ def summary_lines(report: Report) -> list[str]:
         lines.append(
             f"best validation perplexity: {best.best_val_ppl:.3f}, job {best.name}"
             + (f" ({best.label})" if best.label else "")
+        )
+    scored = [j for j in report.jobs if j.best_val_bleu is not None]
+    if scored:
+        top = max(scored, key=lambda j: j.best_val_bleu or 0.0)
+        lines.append(
+            f"best validation BLEU: {top.best_val_bleu:.2f}, job {top.name}"
+            + (f" ({top.label})" if top.label else "")
         )
     if report.optuna and "best_params" in report.optuna:
         params = " ".join(f"{k}={v}" for k, v in report.optuna["best_params"].items())
@@ -135,6 +160,9 @@ def write_csv(report: Report, path: Path) -> None:
                     "num_parameters": j.num_parameters,
                     "best_val_ppl": j.best_val_ppl,
                     "test_ppl": j.test_ppl,
+                    "best_val_bleu": j.best_val_bleu,
+                    "test_bleu": j.test_bleu,
+                    "test_chrf": j.test_chrf,
                     "tokens_per_sec": j.tokens_per_sec,
                     "wall_time_s": j.wall_time_s,
                     "tokens_seen": j.tokens_seen,
