@@ -35,6 +35,33 @@ RESUME_ARGS = [
 ]
 
 
+TRANSLATION_ARGS = [
+    "model.hidden_dim=16",
+    "model.embedding_dim=16",
+    "model.dropout=0.3",
+    "data.batch_size=8",
+    "trainer.max_epochs=2",
+    "trainer.max_time=null",
+    "trainer.val_check_interval=1.0",
+    "callbacks.time_budget.enabled=false",
+    "callbacks.model_checkpoint.every_n_train_steps=3",
+    "callbacks.model_checkpoint.monitor=val/loss",
+    "callbacks.model_checkpoint.mode=min",
+    "decode.val_sentences=4",
+    "test=false",
+]
+
+
+def _pairs(folder: Path) -> Path:
+    """The first pairs of the shared Tatoeba copy: 160 training pairs, 20 batches of 8 an epoch."""
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba-eng-fra"
+    folder.mkdir(parents=True)
+    for split, n in (("train", 160), ("valid", 24), ("test", 8)):
+        with (shared / f"{split}.tsv").open(encoding="utf-8") as f:
+            (folder / f"{split}.tsv").write_text("".join(next(f) for _ in range(n)), "utf-8")
+    return folder
+
+
 def _scalars(run: Path, tag: str) -> list[tuple[int, float]]:
     (tb,) = (run / "tensorboard").iterdir()
     ea = EventAccumulator(str(tb))
@@ -60,12 +87,16 @@ def resume_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # A cell that trains in parallel over time: its matrix memory (C, n, m) and its convolution's
         # last inputs are carried across windows and through the checkpoint.
         pytest.param(["model=mlstm", "model.heads=2", "model.chunk_size=8"], id="mlstm"),
+        # Translation: the pairs' batch order of the resumed epoch continues where it was.
+        pytest.param(["experiment=translate_attn"], id="translation"),
     ],
 )
 def test_sigkill_mid_epoch_then_resume_matches_straight_run(
     resume_corpus: Path, tmp_path: Path, extra: list[str]
 ) -> None:
     args = [*RESUME_ARGS, *extra, f"data.path={resume_corpus}"]
+    if extra == ["experiment=translate_attn"]:
+        args = [*extra, *TRANSLATION_ARGS, f"data.path={_pairs(tmp_path / 'pairs')}"]
     straight = tmp_path / "straight"
     done = run_train_script([*args, f"hydra.run.dir={straight}"], timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,14 @@ def push_folder(
         repo_id=repo_id, folder_path=str(folder), commit_message="rnnlm: upload model"
     )
     return f"https://huggingface.co/{repo_id}"
+
+
+def push_pretrained(
+    save: Callable[[str], Any], repo_id: str, private: bool = False, token: str | None = None
+) -> str:
+    """`save(folder)` into a temporary folder (a model's save_pretrained), then upload it; its URL."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save(tmp)
+        return push_folder(tmp, repo_id, private=private, token=token)

@@ -212,11 +212,7 @@ class Translator:
 
     def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None) -> str:
         """Save in the Hub format and upload to the Hub repo `repo_id` (created if absent); its URL."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return hub.push_folder(tmp, repo_id, private=private, token=token)
+        return hub.push_pretrained(self.save_pretrained, repo_id, private=private, token=token)
 
     @property
     def device(self) -> torch.device:
