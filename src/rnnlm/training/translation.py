@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnlm.data.pair_tokenizer import SPECIALS
+from rnnlm.data.pair_tokenizer import SPECIALS, PairTokenizer
 from rnnlm.errors import UserError
 from rnnlm.inference.bleu import corpus_scores
 from rnnlm.inference.translator import TASK, build_translation_model, check_decoding, translate_ids
@@ -155,7 +155,5 @@ class TranslationModule(LMModule):
             if tokenizer is not None:
                 meta["tokenizer"] = tokenizer
         if tokenizer is not None:
-            from rnnlm.data.pair_tokenizer import PairTokenizer
-
             self.tokenizer = PairTokenizer.from_dict(tokenizer)
         self.best_val_bleu = meta.get("best_val_bleu", -math.inf)
