@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -83,11 +84,8 @@ def train(overrides: list[str], data: Path, minutes: float, run_dir: Path, quick
     return json.loads(result.read_text())
 
 
-def subset_scores(ckpt: Path, data: Path, direction: str, quick: bool) -> dict:
-    """BLEU/chrF of a checkpoint on the tutorial's filtered test subset, in its normalised form."""
-    from rnnlm.inference.translator import Translator
-
-    translator = Translator.load(ckpt)
+def subset_scores(translator: Any, data: Path, direction: str, quick: bool) -> dict:
+    """BLEU/chrF of a model on the tutorial's filtered test subset, in its normalised form."""
     refs = ref.references_by_source(
         ref.tutorial_subset(ref.read_pairs(data / "test.tsv"), direction)
     )
@@ -97,12 +95,10 @@ def subset_scores(ckpt: Path, data: Path, direction: str, quick: bool) -> dict:
     return ref.score(hyps, [t for _, t in refs])
 
 
-def beam_vs_greedy(ckpt: Path, data: Path, direction: str, quick: bool) -> list[dict]:
+def beam_vs_greedy(translator: Any, data: Path, direction: str, quick: bool) -> list[dict]:
     """BLEU and sentences/s of the full test split, greedy and with a beam of 5."""
     from rnnlm.inference.bleu import corpus_scores
-    from rnnlm.inference.translator import Translator
 
-    translator = Translator.load(ckpt)
     pairs = ref.read_pairs(data / "test.tsv")
     if direction == "fr-en":
         pairs = [(f, e) for e, f in pairs]
@@ -216,11 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             result = train(overrides, args.data, budget, run_dir, args.quick)
             keys = ("test_bleu", "test_chrf", "best_val_bleu", "epochs", "steady_tokens_per_sec")
             row.update({k: result.get(k) for k in keys})
-            ckpt = run_dir / "checkpoints" / "best.ckpt"
-            sub = subset_scores(ckpt, args.data, direction, args.quick)
+            from rnnlm.inference.translator import Translator
+
+            translator = Translator.load(run_dir / "checkpoints" / "best.ckpt")
+            sub = subset_scores(translator, args.data, direction, args.quick)
             row.update(subset_bleu=sub["bleu"], subset_chrf=sub["chrf"])
             if key == "attn":
-                beam_rows = beam_vs_greedy(ckpt, args.data, direction, args.quick)
+                beam_rows = beam_vs_greedy(translator, args.data, direction, args.quick)
         except Exception as err:  # noqa: BLE001
             row["what"] += f" (failed: {str(err).strip().splitlines()[0][:200]})"
         rows.append(row)

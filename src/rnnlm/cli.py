@@ -150,7 +150,8 @@ def _train(cfg: DictConfig) -> float:
 
 def _evaluate(cfg: DictConfig) -> dict:
     from rnnlm.evaluate import evaluate
-    from rnnlm.evaluate_translation import evaluate_translation, is_translation
+    from rnnlm.evaluate_translation import evaluate_translation
+    from rnnlm.inference.translator import is_translation
 
     if is_translation(cfg.ckpt_path):
         return evaluate_translation(cfg)

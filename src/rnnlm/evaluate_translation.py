@@ -15,25 +15,16 @@ from omegaconf import DictConfig
 
 from rnnlm.data.pair_datamodule import PairDataModule
 from rnnlm.errors import UserError
-from rnnlm.inference import hub
 from rnnlm.inference.bleu import corpus_scores
-from rnnlm.inference.checkpoint import build_from_checkpoint, load_checkpoint
+from rnnlm.inference.checkpoint import build_from_checkpoint
 from rnnlm.inference.device import resolve_device
-from rnnlm.inference.translator import TASK, Translator, check_decoding, translate_ids
+from rnnlm.inference.translator import Translator, translate_ids
 
 DATA_CLASSES: dict[str, type] = {
     "rnnlm.data.PairDataModule": PairDataModule,
     "rnnlm.data.pair_datamodule.PairDataModule": PairDataModule,
 }
 SPLITS = ("valid", "test")  # what is scored: a translation run's held-out splits
-
-
-def is_translation(path: str) -> bool:
-    """Whether `path` is a translation run's checkpoint (or pretrained folder): src/eval.py scores it
-    here rather than as a language model."""
-    if hub.is_pretrained(path):
-        return (hub.read_pretrained(path).config.get("model") or {}).get("task") == TASK
-    return load_checkpoint(path)["rnnlm"].get("task") == TASK
 
 
 def evaluate_translation(cfg: DictConfig) -> dict[str, Any]:
@@ -45,8 +36,7 @@ def evaluate_translation(cfg: DictConfig) -> dict[str, Any]:
             f"eval.splits={list(splits)}: {unknown[0] if unknown else 'no split'} is not a split of "
             f"the pairs; choose among {', '.join(SPLITS)} (e.g. eval.splits=[valid,test])"
         )
-    d = cfg.decode
-    check_decoding(d.beam_size, d.max_len, d.length_penalty)
+    d = cfg.decode  # checked with the config (schema's decode.*), and again by translate_ids
     translator = Translator.load(cfg.ckpt_path, device=resolve_device(cfg.device))
     data_cfg = dict(translator.config.get("data") or {})
     if not data_cfg:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from rnnlm.errors import UserError
 from rnnlm.inference.device import resolve_device
-from rnnlm.inference.translator import Translator, check_decoding
+from rnnlm.inference.translator import Translator
 
 
 def translate(cfg: DictConfig) -> list[str]:
@@ -21,7 +21,6 @@ def translate(cfg: DictConfig) -> list[str]:
         raise UserError(
             'translate: give one of text="a sentence" or input=<file of sentences> (- for standard input)'
         )
-    check_decoding(cfg.beam_size, cfg.max_len, cfg.length_penalty)
     if cfg.batch_size < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
     translator = Translator.load(cfg.ckpt_path, device=resolve_device(cfg.device))

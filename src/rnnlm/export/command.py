@@ -13,12 +13,11 @@ from omegaconf import DictConfig
 from rnnlm.errors import UserError
 from rnnlm.inference import hub
 from rnnlm.inference.lm import LanguageModel
+from rnnlm.inference.translator import Translator, is_translation
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
-    if cfg.format == "hub" and _is_translation(str(cfg.ckpt_path)):
-        from rnnlm.inference.translator import Translator
-
+    if cfg.format == "hub" and is_translation(cfg.ckpt_path):
         translator = Translator.load(cfg.ckpt_path)
         folder = translator.save_pretrained(cfg.out)
         print(f"saved {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}", flush=True)
@@ -47,17 +46,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         written["greedy_matches"] = check_greedy(lm, written["path"])
         print("checked: ONNX Runtime's greedy text equals PyTorch's", flush=True)
     return written
-
-
-def _is_translation(path: str) -> bool:
-    """A translation run's checkpoint (the Hub format holds it; ONNX export is for language models)."""
-    from pathlib import Path
-
-    from rnnlm.inference.checkpoint import load_checkpoint
-
-    if not Path(path).expanduser().is_file():
-        return False  # LanguageModel.load says what is wrong with it
-    return load_checkpoint(path)["rnnlm"].get("task") == "translation"
 
 
 def check_greedy(lm: LanguageModel, path: Any, tokens: int = 20) -> bool:

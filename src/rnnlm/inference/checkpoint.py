@@ -60,15 +60,18 @@ def check_archive(path: str | Path) -> None:
         )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict, loaded with `weights_only=True` (never runs code from the file)."""
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
+    """The checkpoint dict, loaded with `weights_only=True` (never runs code from the file); `mmap`:
+    the tensors are mapped from the file, not read (a look at the metadata costs little)."""
     import torch
 
     p = _existing_file(path)
     if not zipfile.is_zipfile(p):  # before torch.load, which reads garbage as a legacy pickle
         raise _not_an_archive(p)
     try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+        ckpt = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in str(err) or "Unsupported global" in str(err):

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlm.data.pair_batches import pad
 from rnnlm.data.pair_tokenizer import PairTokenizer
+from rnnlm.data.pairs import UNK_ID
 from rnnlm.errors import UserError
 from rnnlm.inference import hub
 from rnnlm.inference.checkpoint import CheckpointError, build_from_checkpoint, load_checkpoint
@@ -64,6 +66,17 @@ def build_translation_model(
     )
 
 
+def is_translation(path: str | Path) -> bool:
+    """Whether `path` (a checkpoint, a pretrained folder or a Hub repo id) holds a translation model:
+    src/eval.py and rnnlm-export then take the translation path. The checkpoint's tensors are
+    memory-mapped, not read, so asking costs little before the real load."""
+    if hub.is_pretrained(path):
+        return (hub.read_pretrained(path).config.get("model") or {}).get("task") == TASK
+    if not Path(path).expanduser().is_file():
+        return False  # the loader that follows says what is wrong with it
+    return load_checkpoint(path, mmap=True)["rnnlm"].get("task") == TASK
+
+
 def check_decoding(beam_size: int, max_len: int, length_penalty: float) -> None:
     if not isinstance(beam_size, int) or beam_size < 1:
         raise UserError(
@@ -95,11 +108,9 @@ def translate_ids(
     try:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            seqs = [list(sources[i]) or [3] for i in rows]  # an empty source reads as <unk>
+            seqs = [list(sources[i]) or [UNK_ID] for i in rows]  # an empty source reads as <unk>
             src_len = torch.tensor([len(s) for s in seqs], device=device)
-            src = torch.zeros(len(seqs), int(src_len.max()), dtype=torch.long, device=device)
-            for k, s in enumerate(seqs):
-                src[k, : len(s)] = torch.tensor(s, device=device)
+            src = pad(seqs).to(device)  # (B, S), right-padded with <pad>
             if beam_size == 1:
                 hyps = greedy(model, src, src_len, max_len=max_len)
             else:

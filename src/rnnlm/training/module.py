@@ -93,6 +93,10 @@ class LMModule(L.LightningModule):
         """The model from its plain config dict (a subclass builds another kind of model)."""
         return instantiate(model, vocab_size=vocab_size)
 
+    def load_tokenizer(self, state: dict) -> Any:
+        """The tokenizer from its checkpoint dict (a translation module's holds two vocabularies)."""
+        return tokenizer_from_dict(state)
+
     @property
     def num_parameters(self) -> int:
         return num_parameters(self.model)
@@ -358,6 +362,7 @@ class LMModule(L.LightningModule):
         epoch_done = not attached or self.streams.windows_done >= self.trainer.num_training_batches
         checkpoint["rnnlm"] = {
             "format": FORMAT,
+            "task": self.task,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
             "corpus": self.corpus_fingerprint,
             "config": self.config,
@@ -383,7 +388,7 @@ class LMModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("rnnlm", {})
         if meta.get("tokenizer"):
-            self.tokenizer = tokenizer_from_dict(meta["tokenizer"])
+            self.tokenizer = self.load_tokenizer(meta["tokenizer"])
         self.best_val_loss = meta.get("best_val_loss", math.inf)
         live = meta.get("live_state_dict")
         fitting = self._trainer is not None and self.trainer.state.fn == "fit"

@@ -141,19 +141,13 @@ class TranslationModule(LMModule):
         self._translate_split("test", self.decoding["beam_size"], None)
         super().on_test_epoch_end()
 
+    def load_tokenizer(self, state: dict) -> PairTokenizer:
+        return PairTokenizer.from_dict(state)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["rnnlm"]["task"] = TASK
         checkpoint["rnnlm"]["best_val_bleu"] = self.best_val_bleu
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("rnnlm", {})
-        tokenizer = meta.pop("tokenizer", None)  # a PairTokenizer's dict, not a language model's
-        try:
-            super().on_load_checkpoint(checkpoint)
-        finally:
-            if tokenizer is not None:
-                meta["tokenizer"] = tokenizer
-        if tokenizer is not None:
-            self.tokenizer = PairTokenizer.from_dict(tokenizer)
-        self.best_val_bleu = meta.get("best_val_bleu", -math.inf)
+        super().on_load_checkpoint(checkpoint)
+        self.best_val_bleu = checkpoint.get("rnnlm", {}).get("best_val_bleu", -math.inf)
