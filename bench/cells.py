@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from machine import precision_plan  # noqa: E402
 from peak import matmul_peak  # noqa: E402
 
 BATCH = 32
@@ -75,15 +76,22 @@ def peak_mb():
 
 if spec["mode"] == "train":
     x = torch.randn(spec["bptt"], spec["batch"], width, device=device, requires_grad=True)
+    bf16 = spec.get("precision") == "bf16-mixed"  # as trainer.precision=bf16-mixed runs a model
+
+    def train_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            y = run(x)[0]
+        y.sum().backward()
+
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     base = peak_mb()
     for _ in range(3 if cuda else 1):  # warm-up (on a GPU also torch.compile's first calls)
-        run(x)[0].sum().backward()
+        train_step()
     sync()
     steps, t0 = 0, time.perf_counter()
     while steps < spec["min_steps"] or time.perf_counter() - t0 < spec["seconds"]:
-        run(x)[0].sum().backward()
+        train_step()
         steps += 1
         if cuda:
             sync()
@@ -115,10 +123,16 @@ def measure(spec: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def precisions(device: str) -> list[str]:
+    """32-true always; bf16-mixed too where the hardware computes bf16 (AMX, AVX-512 BF16, a bf16 GPU),
+    which is what trainer.precision=auto picks there."""
+    return ["32-true"] + (["bf16-mixed"] if precision_plan(device)["bf16"] else [])
+
+
 def bench_cells(quick: bool, log: callable, device: str = "cpu") -> dict:  # type: ignore[valid-type]
     rounds = 1 if quick else 3
     bptts = (128,) if quick else (128, 512, 2048)
-    seconds = 0.5 if quick else 3.0
+    seconds = 0.5 if quick else 2.0
     cells = dict(list(CELLS.items())[:2]) if quick else CELLS
     results: dict = {
         "peak_gflops_fp32": matmul_peak(device, "float32", 1.0 if quick else 3.0),
@@ -129,6 +143,36 @@ def bench_cells(quick: bool, log: callable, device: str = "cpu") -> dict:  # typ
         "train": {},
         "gen": {},
     }
+    for precision in precisions(device):
+        results["train"][precision] = _train_rows(
+            precision, bptts, cells, rounds, seconds, device, log
+        )
+    # the better of two peak measurements: the one less disturbed by other load
+    results["peak_gflops_fp32"] = max(
+        results["peak_gflops_fp32"], matmul_peak(device, "float32", 1.0)
+    )
+    if "bf16-mixed" in results["train"]:
+        results["peak_gflops_bf16"] = matmul_peak(device, "bfloat16", 1.0 if quick else 3.0)
+    for name, (width, kw) in {"gru": (GRU_WIDTH, {}), **cells}.items():
+        gen = [
+            measure({"mode": "gen", "cell": name, "width": width, "kwargs": kw, "device": device})
+            for _ in range(rounds)
+        ]
+        results["gen"][name] = statistics.median(g["tokens_per_sec"] for g in gen)
+        log(f"  generation {name}: {results['gen'][name]:.0f} tokens/s")
+    return results
+
+
+def _train_rows(
+    precision: str,
+    bptts: tuple,
+    cells: dict,
+    rounds: int,
+    seconds: float,
+    device: str,
+    log: callable,  # type: ignore[valid-type]
+) -> dict:
+    rows: dict = {}
     for bptt in bptts:
         row: dict = {}
         for name, (width, kw) in cells.items():
@@ -141,6 +185,7 @@ def bench_cells(quick: bool, log: callable, device: str = "cpu") -> dict:  # typ
                     "seconds": seconds,
                     "min_steps": 2,
                     "device": device,
+                    "precision": precision,
                 }
                 gru.append(measure({**base, "cell": "gru", "width": GRU_WIDTH, "kwargs": {}}))
                 cell.append(measure({**base, "cell": name, "width": width, "kwargs": kw}))
@@ -157,62 +202,36 @@ def bench_cells(quick: bool, log: callable, device: str = "cpu") -> dict:  # typ
                 "max_rss_mb": max(c["max_rss_mb"] for c in cell),
                 "gru_max_rss_mb": max(g["max_rss_mb"] for g in gru),
             }
-            log(f"  bptt {bptt} {name}: {ratio:.2f}x nn.GRU")
-        results["train"][str(bptt)] = row
-    # the better of two peak measurements: the one less disturbed by other load
-    results["peak_gflops_fp32"] = max(
-        results["peak_gflops_fp32"], matmul_peak(device, "float32", 1.0)
-    )
-    for name, (width, kw) in {"gru": (GRU_WIDTH, {}), **cells}.items():
-        gen = [
-            measure({"mode": "gen", "cell": name, "width": width, "kwargs": kw, "device": device})
-            for _ in range(rounds)
-        ]
-        results["gen"][name] = statistics.median(g["tokens_per_sec"] for g in gen)
-        log(f"  generation {name}: {results['gen'][name]:.0f} tokens/s")
-    return results
+            log(f"  {precision} bptt {bptt} {name}: {ratio:.2f}x nn.GRU")
+        rows[str(bptt)] = row
+    return rows
 
 
 def render_cells(r: dict) -> list[str]:
-    bptts = list(r["train"])
-    cells = list(r["train"][bptts[0]])
+    cuda = r.get("device") == "cuda"
     lines = [
         "### Parallel cells against nn.GRU, one layer at matched parameters"
-        + (" (CUDA)" if r.get("device") == "cuda" else ""),
+        + (" (CUDA)" if cuda else ""),
         "",
         f"Forward + backward of one layer, batch {r['batch']}, random inputs; nn.GRU of width "
-        f"{r['gru_width']} against each cell at the width that matches its parameters; median of "
-        f"{r['rounds']} alternating rounds (bench/cells.py). Generation: the step form, batch 1."
-        + (
-            " On CUDA: cuDNN's GRU, the scans torch.compile'd." if r.get("device") == "cuda" else ""
-        ),
-        "",
-        "| cell | width | parameters (GRU) | "
-        + " | ".join(f"bptt {b}: cell / GRU tokens/s" for b in bptts)
-        + f" | step's peak memory at bptt {bptts[-1]} (GRU) | generation tokens/s (GRU) |",
-        "|---|---:|---:|" + "---:|" * len(bptts) + "---:|---:|",
+        f"{r['gru_width']} against each cell at the width that matches its parameters, both at the "
+        f"same precision; median of {r['rounds']} alternating rounds (bench/cells.py). Generation: "
+        "the step form, batch 1, float32."
+        + (" On CUDA: cuDNN's GRU, the scans torch.compile'd." if cuda else ""),
     ]
-    for name in cells:
-        first, last = r["train"][bptts[0]][name], r["train"][bptts[-1]][name]
-        ratios = [r["train"][b][name] for b in bptts]
-        lines.append(
-            f"| {name} | {first['width']} | {first['params'] / 1e6:.2f} M ({first['gru_params'] / 1e6:.2f} M) | "
-            + " | ".join(
-                f"{x['ratio']:.2f}x ({x['tokens_per_sec'] / 1e3:.1f} k / {x['gru_tokens_per_sec'] / 1e3:.1f} k)"
-                for x in ratios
-            )
-            + f" | {last['max_rss_mb']:,.0f} MB ({last['gru_max_rss_mb']:,.0f} MB) | "
-            f"{r['gen'][name]:,.0f} ({r['gen']['gru']:,.0f}) |"
-        )
+    for precision, rows in r["train"].items():
+        lines += _train_table(precision, rows, r["gen"])
     peak = r.get("peak_gflops_fp32")
-    if peak:
+    if peak and "32-true" in r["train"]:
         # Every cell does about nn.GRU's matrix work per token (matched parameters; forward 2 FLOPs per
         # weight, backward twice that): how close nn.GRU is to the peak bounds any cell's speed-up.
-        lines += ["", f"float32 matrix-multiply peak: {peak:.0f} GFLOP/s. nn.GRU's training FLOP rate "
-                  "(6 FLOPs per weight per token) and the speed-up a cell of the same matrix work "
-                  "would have at the peak:"]  # fmt: skip
-        for b in bptts:
-            some = next(iter(r["train"][b].values()))
+        rows = r["train"]["32-true"]
+        lines += ["", f"float32 matrix-multiply peak: {peak:.0f} GFLOP/s"
+                  + (f", bfloat16: {r['peak_gflops_bf16']:.0f} GFLOP/s" if r.get("peak_gflops_bf16") else "")
+                  + ". nn.GRU's float32 training FLOP rate (6 FLOPs per weight per token) and the "
+                  "speed-up a cell of the same matrix work would have at the float32 peak:"]  # fmt: skip
+        for b, row in rows.items():
+            some = next(iter(row.values()))
             gflops = 6 * some["gru_params"] * some["gru_tokens_per_sec"] / 1e9
             lines.append(
                 f"- bptt {b}: {gflops:.0f} GFLOP/s, {gflops / peak:.0%} of the peak: at most "
@@ -224,6 +243,31 @@ def render_cells(r: dict) -> list[str]:
         "2048 <= 2x nn.GRU's, generation >= nn.GRU's.",
         "",
     ]
+    return lines
+
+
+def _train_table(precision: str, rows: dict, gen: dict) -> list[str]:
+    bptts = list(rows)
+    lines = [
+        "",
+        f"trainer.precision={precision}:",
+        "",
+        "| cell | width | parameters (GRU) | "
+        + " | ".join(f"bptt {b}: cell / GRU tokens/s" for b in bptts)
+        + f" | step's peak memory at bptt {bptts[-1]} (GRU) | generation tokens/s (GRU) |",
+        "|---|---:|---:|" + "---:|" * len(bptts) + "---:|---:|",
+    ]
+    for name in rows[bptts[0]]:
+        first, last = rows[bptts[0]][name], rows[bptts[-1]][name]
+        lines.append(
+            f"| {name} | {first['width']} | {first['params'] / 1e6:.2f} M ({first['gru_params'] / 1e6:.2f} M) | "
+            + " | ".join(
+                f"{x['ratio']:.2f}x ({x['tokens_per_sec'] / 1e3:.1f} k / {x['gru_tokens_per_sec'] / 1e3:.1f} k)"
+                for x in (rows[b][name] for b in bptts)
+            )
+            + f" | {last['max_rss_mb']:,.0f} MB ({last['gru_max_rss_mb']:,.0f} MB) | "
+            f"{gen[name]:,.0f} ({gen['gru']:,.0f}) |"
+        )
     return lines
 
 

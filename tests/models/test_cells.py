@@ -103,7 +103,7 @@ def test_parallel_form_equals_step_form_and_carried_windows(name: str, scan: str
     x = torch.randn(2048, B, D, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     with torch.no_grad():
         y, state = cell(x)
-        ys, step_state = _steps(cell, x) if scan in ("chunked", "-") else (None, None)
+        ys, step_state = _steps(cell, x) if scan in ("chunked", "fused", "-") else (None, None)
         windows, carried = [], None
         for w in x.split(512):
             yw, carried = cell(w, carried)

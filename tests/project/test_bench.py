@@ -150,7 +150,7 @@ def test_bench_quick(tmp_path):
         results["tokenize"]["word"]["second"]["data_s"]
         < results["tokenize"]["word"]["first"]["data_s"]
     )
-    cells = results["cells"]["train"]["128"]
+    cells = results["cells"]["train"]["32-true"]["128"]
     assert all(c["ratio"] > 0 and c["params"] > 0 for c in cells.values())
     assert set(results["cells"]["gen"]) == {"gru", *cells}
     table = (tmp_path / "bench" / "benchmarks.md").read_text()

@@ -189,7 +189,7 @@ def _scan_compiled(a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
     return _compiled(a, b, h0)
 
 
-def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "chunked") -> Tensor:
+def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "auto") -> Tensor:
     """Every h_t of h_t = a_t * h_{t-1} + b_t for a, b (T, B, D) from h0 (B, D) (zeros if None)."""
     if backend not in BACKENDS:
         raise ValueError(f"model.scan={backend!r} is not a scan backend; choose one of {BACKENDS}")
@@ -205,7 +205,9 @@ def linear_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, backend: str = "
         return scan_log(a, b, h0)
     if backend == "compile" and a.is_cuda:
         return _scan_compiled(a, b, h0)
-    return scan_chunked(a, b, h0)
+    return scan_chunked(
+        a, b, h0
+    )  # also `auto` and `fused`: their kernel is the cells' (fused_scan)
 
 
 __all__ = ["BACKENDS", "linear_scan", "scan_chunked", "scan_log", "scan_sequential"]

@@ -39,7 +39,7 @@ C = 8.0
 
 
 class RGLRU(nn.Module):
-    def __init__(self, dim: int, scan: str = "chunked") -> None:
+    def __init__(self, dim: int, scan: str = "auto") -> None:
         super().__init__()
         self.scan = scan
         self.gates = nn.Linear(dim, 2 * dim)  # W_a and W_x
@@ -63,7 +63,7 @@ class RGLRU(nn.Module):
 
 class HawkBlock(Recurrence):
     def __init__(
-        self, dim: int, mlp_mult: float = 3.0, conv_kernel: int = 4, scan: str = "chunked"
+        self, dim: int, mlp_mult: float = 3.0, conv_kernel: int = 4, scan: str = "auto"
     ) -> None:
         super().__init__()
         if conv_kernel < 2:

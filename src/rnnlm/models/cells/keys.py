@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 PARALLEL_CELLS = ("mingru", "minlstm", "qrnn", "hawk", "mlstm")
-SCAN_BACKENDS = ("sequential", "chunked", "log", "compile")  # rnnlm/models/scan.py
+# rnnlm/models/scan.py and fused_scan.py
+SCAN_BACKENDS = ("auto", "fused", "chunked", "sequential", "log", "compile")
 # Every key of a cell's own (RNNLM's arguments), beside the shared ones of shared/recurrent_model.yaml.
 CELL_OPTIONS = ("scan", "block", "conv_kernel", "mlp_mult", "heads", "chunk_size", "window")
 # The model keys each cell reads; RNNLM refuses the others (set to anything but null) in one line.

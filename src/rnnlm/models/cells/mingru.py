@@ -20,13 +20,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.cells.base import Recurrence, State, at_least_fp32, g, state_rows
+from rnnlm.models.fused_scan import gated_scan, use_fused
 from rnnlm.models.scan import linear_scan
 
 
 class _MinRNN(Recurrence):
     gates = 2
+    name = ""
 
-    def __init__(self, in_dim: int, hidden_dim: int, scan: str = "chunked") -> None:
+    def __init__(self, in_dim: int, hidden_dim: int, scan: str = "auto") -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.scan = in_dim, hidden_dim, scan
         self.proj = nn.Linear(in_dim, self.gates * hidden_dim)
@@ -38,13 +40,18 @@ class _MinRNN(Recurrence):
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        a, b = self.coefficients(at_least_fp32(self.proj(x)))  # in float32 under autocast
+        pre = self.proj(x)  # (T, B, gates * H)
+        if use_fused(self.scan, pre):  # gates and scan in one C++ loop, bf16 read as it is
+            h, last = gated_scan(self.name, pre, state_rows(state, 0))
+            return h, (last.unsqueeze(0),)  # h in pre's dtype (bf16 under autocast)
+        a, b = self.coefficients(at_least_fp32(pre))  # in float32 under autocast
         h = linear_scan(a, b, state_rows(state, 0), self.scan)  # (T, B, H)
         return h.to(x.dtype), (h[-1:],)
 
 
 class MinGRU(_MinRNN):
     gates = 2
+    name = "mingru"
 
     def coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         z, candidate = pre.chunk(2, -1)
@@ -53,6 +60,7 @@ class MinGRU(_MinRNN):
 
 class MinLSTM(_MinRNN):
     gates = 3
+    name = "minlstm"
 
     def coefficients(self, pre: Tensor) -> tuple[Tensor, Tensor]:
         f, i, candidate = pre.chunk(3, -1)

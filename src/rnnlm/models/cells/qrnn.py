@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.cells.base import Recurrence, State, at_least_fp32, state_rows
+from rnnlm.models.fused_scan import gated_scan, use_fused
 from rnnlm.models.regularization import dropout
 from rnnlm.models.scan import linear_scan
 
@@ -30,7 +31,7 @@ class QRNN(Recurrence):
         hidden_dim: int,
         window: int = 1,
         weight_drop: float = 0.0,
-        scan: str = "chunked",
+        scan: str = "auto",
     ) -> None:
         super().__init__()
         if window not in (1, 2):
@@ -46,19 +47,32 @@ class QRNN(Recurrence):
         return c, like.new_zeros(1, batch, self.in_dim)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        inp = x
-        if self.window == 2:
-            past = state[1][0].to(x.dtype) if state is not None else x.new_zeros(x.shape[1:])
-            inp = torch.cat([torch.cat([past.unsqueeze(0), x[:-1]]), x], -1)  # [x_{t-1}, x_t]
-        weight = self.linear.weight
+        weight = self.linear.weight  # (3H, k * in): [W_{t-1} | W_t] for k = 2
         if self.training and self.weight_drop > 0:
             weight = dropout(weight, self.weight_drop, True)
-        z, f, o = at_least_fp32(F.linear(inp, weight, self.linear.bias)).chunk(3, -1)
-        f = torch.sigmoid(f)
-        c = linear_scan(f, (1 - f) * torch.tanh(z), state_rows(state, 0), self.scan)  # (T, B, H)
-        h = (torch.sigmoid(o) * c).to(x.dtype)
-        new = (c[-1:],) if self.window == 1 else (c[-1:], x[-1:])
-        return h, new
+        xc = x  # cast once for both products, not once for each, under autocast on a CPU
+        if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            xc = x.to(torch.get_autocast_dtype("cpu"))
+        pre2 = None  # W_{t-1} x_{t-1}: x shifted by one, the carried last input first
+        if self.window == 1:
+            pre = F.linear(xc, weight, self.linear.bias)  # (T, B, 3H)
+        else:
+            past = state[1][0].to(xc.dtype) if state is not None else xc.new_zeros(x.shape[1:])
+            if x.size(0) == 1:  # one token (generation): one product of [x_{t-1}, x_t]
+                pre = F.linear(torch.cat([past.unsqueeze(0), xc], -1), weight, self.linear.bias)
+            else:  # two products of x, no (T, B, 2 in) copy: W_t x_t + b, and W_{t-1} x_{t-1}
+                pre = F.linear(xc, weight[:, self.in_dim :], self.linear.bias)
+                pre2 = F.linear(torch.cat([past.unsqueeze(0), xc[:-1]]), weight[:, : self.in_dim])
+        if use_fused(self.scan, pre):  # gates, scan and output in one C++ loop
+            h, last = gated_scan("qrnn", pre, state_rows(state, 0), pre2)  # h in pre's dtype
+        else:
+            pre = at_least_fp32(pre if pre2 is None else pre + pre2)
+            z, f, o = pre.chunk(3, -1)
+            f = torch.sigmoid(f)
+            c = linear_scan(f, (1 - f) * torch.tanh(z), state_rows(state, 0), self.scan)
+            h, last = (torch.sigmoid(o) * c).to(x.dtype), c[-1]  # (T, B, H), (B, H)
+        last = last.unsqueeze(0)
+        return h, ((last,) if self.window == 1 else (last, x[-1:]))
 
 
 __all__ = ["QRNN"]

@@ -25,7 +25,7 @@ from rnnlm.models.cells.qrnn import QRNN
 
 
 def _cell(name: str, n_in: int, n_out: int, opt: dict[str, Any]) -> Recurrence:
-    scan = opt.get("scan") or "chunked"
+    scan = opt.get("scan") or "auto"
     if name == "mingru":
         return MinGRU(n_in, n_out, scan)
     if name == "minlstm":
@@ -58,7 +58,7 @@ class CellStack(nn.Module):
             for _ in range(num_layers):
                 if cell == "hawk":
                     layers.append(
-                        HawkBlock(hidden_dim, mlp, conv or 4, options.get("scan") or "chunked")
+                        HawkBlock(hidden_dim, mlp, conv or 4, options.get("scan") or "auto")
                     )
                 else:
                     layers.append(
