@@ -30,8 +30,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from rnnlm.models.cells.keys import FUSED_CELLS
+
 SOURCE = Path(__file__).with_name("fused_scan.cpp")
-CELLS = {"mingru": 0, "minlstm": 1, "qrnn": 2}
+CELLS = {name: i for i, name in enumerate(FUSED_CELLS)}  # the kernel's cell codes
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1, torch.float64: 2}
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 
@@ -93,6 +95,14 @@ def build_error() -> str | None:
     return _error
 
 
+def require_library() -> None:
+    """For model.scan=fused: the kernels, or a one-line ValueError that says why and what to use."""
+    if library() is None:
+        raise ValueError(
+            f"model.scan=fused could not be built ({_error}): use model.scan=auto or chunked"
+        )
+
+
 def use_fused(backend: str, pre: Tensor) -> bool:
     """Whether a cell with scan backend `backend` runs the fused kernel on pre-activations `pre`."""
     if backend == "fused":
@@ -101,10 +111,7 @@ def use_fused(backend: str, pre: Tensor) -> bool:
                 f"model.scan=fused runs on a CPU only (the tensors are on {pre.device.type}): use "
                 "model.scan=auto or compile"
             )
-        if library() is None:
-            raise ValueError(
-                f"model.scan=fused could not be built ({_error}): use model.scan=auto or chunked"
-            )
+        require_library()
         return True
     return backend == "auto" and pre.device.type == "cpu" and library() is not None
 
@@ -161,8 +168,7 @@ def gated_scan(
     """`cell` over the window from h0 (B, H) (zeros if None): its output (T, B, H) in pre's dtype (the
     state h_t for minGRU/minLSTM, o_t * c_t for QRNN) and its last state (B, H) in float32 (float64
     for float64 input). `pre2` is added to `pre` in the kernel (QRNN's x_{t-1} term)."""
-    if library() is None:
-        raise ValueError(f"the fused scan could not be built ({_error})")
+    require_library()
     if pre.dtype not in _DTYPES:  # float16: the kernel reads float32, bfloat16 or float64
         pre = pre.float()
     pre = pre.contiguous()
@@ -176,4 +182,4 @@ def gated_scan(
     return GatedScan.apply(CELLS[cell], pre, pre2, h0)
 
 
-__all__ = ["CELLS", "build_error", "gated_scan", "library", "use_fused"]
+__all__ = ["CELLS", "build_error", "gated_scan", "library", "require_library", "use_fused"]

@@ -10,6 +10,7 @@ from typing import Any
 PARALLEL_CELLS = ("mingru", "minlstm", "qrnn", "hawk", "mlstm")
 # rnnlm/models/scan.py and fused_scan.py
 SCAN_BACKENDS = ("auto", "fused", "chunked", "sequential", "log", "compile")
+FUSED_CELLS = ("mingru", "minlstm", "qrnn")  # the cells fused_scan.cpp computes
 # Every key of a cell's own (RNNLM's arguments), beside the shared ones of shared/recurrent_model.yaml.
 CELL_OPTIONS = ("scan", "block", "conv_kernel", "mlp_mult", "heads", "chunk_size", "window")
 # The model keys each cell reads; RNNLM refuses the others (set to anything but null) in one line.
@@ -47,11 +48,17 @@ def check_cell_options(cell: str, options: dict[str, Any], hidden_dim: int | Non
             f"model.{key}={value} means nothing for model.cell={cell}{why}: leave it out (it applies "
             f"to {_owners(key)})"
         )
+    if options.get("scan") == "fused" and cell not in FUSED_CELLS:
+        raise ValueError(
+            f"model.scan=fused has kernels for {', '.join(FUSED_CELLS)}, not model.cell={cell}: use "
+            "model.scan=auto or chunked"
+        )
     if cell == "mlstm" and options.get("heads") and hidden_dim:
         check_heads(hidden_dim, options["heads"])
 
 
 __all__ = [
+    "FUSED_CELLS",
     "CELL_KEYS",
     "CELL_OPTIONS",
     "PARALLEL_CELLS",

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.cells.base import Recurrence, State, at_least_fp32, g, state_rows
-from rnnlm.models.fused_scan import gated_scan, use_fused
+from rnnlm.models.fused_scan import gated_scan, require_library, use_fused
 from rnnlm.models.scan import linear_scan
 
 
@@ -31,6 +31,8 @@ class _MinRNN(Recurrence):
     def __init__(self, in_dim: int, hidden_dim: int, scan: str = "auto") -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.scan = in_dim, hidden_dim, scan
+        if scan == "fused":  # refused when the model is built, not at its first step
+            require_library()
         self.proj = nn.Linear(in_dim, self.gates * hidden_dim)
 
     def init_state(self, batch: int, like: Tensor) -> State:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnlm.models.cells.base import Recurrence, State, at_least_fp32, state_rows
-from rnnlm.models.fused_scan import gated_scan, use_fused
+from rnnlm.models.fused_scan import gated_scan, require_library, use_fused
 from rnnlm.models.regularization import dropout
 from rnnlm.models.scan import linear_scan
 
@@ -38,6 +38,8 @@ class QRNN(Recurrence):
             raise ValueError(f"model.window={window} must be 1 or 2 for model=qrnn")
         self.in_dim, self.out_dim = in_dim, hidden_dim
         self.window, self.weight_drop, self.scan = window, weight_drop, scan
+        if scan == "fused":  # refused when the model is built, not at its first step
+            require_library()
         self.linear = nn.Linear(window * in_dim, 3 * hidden_dim)
 
     def init_state(self, batch: int, like: Tensor) -> State:
