@@ -124,5 +124,8 @@ def test_the_kernel_is_built_once_and_then_loaded_from_the_cache(tmp_path) -> No
 def test_fused_for_a_cell_without_a_kernel_is_refused_in_one_line() -> None:
     from rnnlm.models import RNNLM
 
-    with pytest.raises(ValueError, match=r"model.scan=fused has kernels for mingru, minlstm, qrnn, not model.cell=hawk"):
+    with pytest.raises(
+        ValueError,
+        match=r"model.scan=fused has kernels for mingru, minlstm, qrnn, not model.cell=hawk",
+    ):
         RNNLM(30, cell="hawk", embedding_dim=8, hidden_dim=8, scan="fused")
