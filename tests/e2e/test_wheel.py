@@ -58,6 +58,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path, corpus_dir
     work.mkdir()
     where = _run([str(python), "-c", "import rnnlm; print(rnnlm.__file__)"], cwd=work, env=env)
     assert Path(where.stdout.strip()).is_relative_to(fresh), where.stdout
+    # the fused scan's C++ source ships too (package data), so model.scan=auto finds it when installed
+    assert (Path(where.stdout.strip()).parent / "models" / "fused_scan.cpp").is_file()
 
     bin_dir = fresh / "bin"
     run_env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
