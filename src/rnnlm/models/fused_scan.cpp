@@ -97,6 +97,15 @@ inline A g_act(A x, A s) { return x >= A(0) ? x + A(0.5) : s; }
 template <class A>
 inline A g_grad(A x, A s, A n) { return x >= A(0) ? A(1) : s * n; }
 
+// QRNN's gates of channel j from pre (+ w * pre2): z = tanh, f and o sigmoids (with 1 - f, 1 - o)
+template <class IN, class A>
+inline void qrnn_gates(const IN* p, const IN* q, A w, int64_t H, int64_t j, A& z, A& f, A& fn, A& o,
+                       A& on) {
+  sigmoids(ld(p, H + j) + w * ld(q, H + j), f, fn);
+  sigmoids(ld(p, 2 * H + j) + w * ld(q, 2 * H + j), o, on);
+  z = tanh_(ld(p, j) + w * ld(q, j));
+}
+
 constexpr int64_t BLK = 512;
 constexpr int64_t AHEAD = 2;  // rows prefetched ahead: a row is B * G * H elements from the next one
 
@@ -165,12 +174,9 @@ void forward(int cell, int64_t T, int64_t B, int64_t H, const IN* pre, const IN*
         IN* cs = saved + r * H + lo;
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
-          const A pz = ld(p, j) + w * ld(q, j), pf = ld(p, H + j) + w * ld(q, H + j);
-          const A po = ld(p, 2 * H + j) + w * ld(q, 2 * H + j);
-          A f, fn, o, on;
-          sigmoids(pf, f, fn);
-          sigmoids(po, o, on);
-          h[j] = f * h[j] + fn * tanh_(pz);
+          A z, f, fn, o, on;
+          qrnn_gates(p, q, w, H, j, z, f, fn, o, on);
+          h[j] = f * h[j] + fn * z;
           st(cs, j, h[j]);
           st(yy, j, o * h[j]);
         }
@@ -243,12 +249,8 @@ void backward(int cell, int64_t T, int64_t B, int64_t H, const IN* pre, const IN
         const IN* ct = states + r * H + lo;
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
-          const A pz = ld(p, j) + w * ld(q, j), pf = ld(p, H + j) + w * ld(q, H + j);
-          const A po = ld(p, 2 * H + j) + w * ld(q, 2 * H + j);
-          A f, fn, o, on;
-          sigmoids(pf, f, fn);
-          sigmoids(po, o, on);
-          const A z = tanh_(pz);
+          A z, f, fn, o, on;
+          qrnn_gates(p, q, w, H, j, z, f, fn, o, on);
           const A prev = hp ? ld(hp, j) : first[j];
           const A gyj = ld(gyt, j);
           const A g = gyj * o + carry[j];
