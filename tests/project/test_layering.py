@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"config"},
     {"data"},
     {"models"},
-    {"errors", "lazy", "schema"},
+    {"errors", "lazy", "schema", "cpu"},
 ]
 LEVEL = {name: i for i, row in enumerate(LAYERS) for name in row}
 # A model is plain PyTorch: anyone can reuse it without the framework.

@@ -10,7 +10,7 @@ the output; its backward walks the window once in reverse, recomputing the gates
 in pre's dtype, so under bf16 autocast nothing is cast in between and the output is bfloat16, as a
 linear layer's is.
 
-The library is compiled on first use with the system's C++ compiler (`$CXX`, else `c++`; about 2 s)
+The library is compiled on first use with the system's C++ compiler (`$CXX`, else `c++`; about 1 s)
 into `$RNNLM_KERNEL_CACHE` (default `~/.cache/rnnlm/kernels`), keyed by the source, the compiler and
 the CPU's flags, and loaded with ctypes. `model.scan=auto` (the default) uses it where it builds and
 the tensors are on a CPU, the chunked scan elsewhere; `model.scan=fused` insists on it.
@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from rnnlm.cpu import cpu_flags
 from rnnlm.models.cells.keys import FUSED_CELLS
 
 SOURCE = Path(__file__).with_name("fused_scan.cpp")
@@ -41,23 +42,22 @@ _lib: ctypes.CDLL | None = None
 _error: str | None = None
 
 
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if not compiler:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(
-        "\n".join([SOURCE.read_text(), compiler, version, " ".join(_FLAGS), _cpu_flags()]).encode()
+        "\n".join(
+            [
+                SOURCE.read_text(),
+                compiler,
+                version,
+                *_FLAGS,
+                *sorted(cpu_flags()),
+                platform.processor(),
+            ]
+        ).encode()
     ).hexdigest()[:16]
     cache = Path(os.environ.get("RNNLM_KERNEL_CACHE") or Path.home() / ".cache/rnnlm/kernels")
     target = cache / f"fused_scan-{key}.so"
@@ -69,7 +69,9 @@ def _build() -> ctypes.CDLL:
                 [compiler, *_FLAGS, str(SOURCE), "-o", str(built)], capture_output=True, text=True
             )
             if done.returncode:
-                raise RuntimeError(f"{compiler} failed: {done.stderr.strip().splitlines()[-1:]}")
+                raise RuntimeError(
+                    f"{compiler} failed: {(done.stderr.strip().splitlines() or [''])[-1]}"
+                )
             os.replace(built, target)
     lib = ctypes.CDLL(str(target))
     i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int

@@ -8,9 +8,9 @@ An explicit `trainer.precision=...` is taken as it is.
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
 from typing import NamedTuple
+
+from rnnlm.cpu import cpu_flags
 
 AUTO = "auto"
 # CPU flags (as /proc/cpuinfo spells them) of units that compute bf16 natively, best first.
@@ -20,18 +20,6 @@ BF16_CPU_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX-512 BF16"}
 class Precision(NamedTuple):
     value: str  # what Lightning's Trainer gets: "bf16-mixed", "32-true", ...
     reason: str  # why, for the start-up summary
-
-
-@cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def cpu_bf16_units(flags: frozenset[str] | None = None) -> list[str]:
